@@ -1,0 +1,1 @@
+"""One module per homework, each exposing `run(cfg, run_dir) -> dict[str, float]`."""
