@@ -1,0 +1,60 @@
+"""The embedded offline default: tiny models and synthetic data, built in seconds and cached on disk.
+
+A config names them as `tiny:NAME` (`model.name_or_path: tiny:bert-cased`, `data.dataset: tiny:yelp`);
+`materialize` turns the name into a local directory that the real loading code then reads unchanged.
+"""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from hw.errors import HwError
+
+PREFIX = "tiny:"
+
+
+def cache_root() -> Path:
+    """Where built tiny assets live: `$HW_CACHE`, else `~/.cache/hw`."""
+    return Path(os.environ.get("HW_CACHE", Path.home() / ".cache" / "hw")) / "tiny"
+
+
+def build_once(name: str, build: Callable[[Path], None]) -> Path:
+    """Return `cache_root()/name`, building it with `build(directory)` first if it is not there yet.
+
+    The builder writes into a temporary sibling that is renamed into place only when complete, so an
+    interrupted build never leaves a half-written asset behind.
+    """
+    target = cache_root() / name
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # another process may have finished the same build first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def materialize(name_or_path: str) -> str:
+    """Turn `tiny:NAME` into the local directory of that asset; any other value is returned unchanged."""
+    if not name_or_path.startswith(PREFIX):
+        return name_or_path
+    name = name_or_path.removeprefix(PREFIX)
+    builders = _builders()
+    if name not in builders:
+        raise HwError(
+            f"unknown tiny asset {name_or_path!r}; available: {', '.join(sorted(PREFIX + n for n in builders))}"
+        )
+    return str(builders[name]())
+
+
+def _builders() -> dict[str, Callable[[], Path]]:
+    """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
+    return {}
