@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from hw.errors import HwError
@@ -52,9 +53,20 @@ def materialize(name_or_path: str) -> str:
         raise HwError(
             f"unknown tiny asset {name_or_path!r}; available: {', '.join(sorted(PREFIX + n for n in builders))}"
         )
-    return str(builders[name]())
+    return str(build_once(f"{name}-v{VERSION}", builders[name]))
 
 
-def _builders() -> dict[str, Callable[[], Path]]:
+# Bump when a builder changes what it writes, so caches from an older hw are not reused.
+VERSION = 2
+
+
+def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    return {}
+    from hw.tiny import classification
+
+    return {
+        "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
+        "distilbert-uncased": partial(classification.build_encoder, architecture="distilbert", cased=False),
+        "yelp": classification.build_yelp,
+        "imdb": classification.build_imdb,
+    }

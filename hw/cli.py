@@ -1,0 +1,218 @@
+"""The `hw` command line: one command per homework plus `report` and `smoke`; this file is the registry.
+
+Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
+"""
+
+import contextlib
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hw.errors import HwError
+
+# homework → (one-line description, example, config class in hw/tasks/<homework>.py); also the report order.
+HOMEWORKS = {
+    "yelp": (
+        "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
+        "hw yelp --tiny   |   hw yelp --variant yelp-full",
+        "YelpConfig",
+    ),
+}
+
+app = typer.Typer(
+    help="One command per homework of the fine-tuning course: train, evaluate, and write a report to hand in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML file merged over the packaged config.")
+]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override one config key: --set train.learning_rate=3e-5.")
+]
+TinyOption = Annotated[
+    bool, typer.Option("--tiny", help="Offline tiny model and synthetic data (seconds, CPU).")
+]
+EvalOnlyOption = Annotated[
+    bool, typer.Option("--eval-only", help="Skip training; score --checkpoint or the base.")
+]
+CheckpointOption = Annotated[
+    str | None, typer.Option("--checkpoint", help="Saved model, adapter or run directory.")
+]
+OutputDirOption = Annotated[
+    Path | None, typer.Option("--output-dir", help="Run directory [default: runs/...].")
+]
+ReportsDirOption = Annotated[
+    Path, typer.Option("--reports-dir", help="Where report fragments and summary go.")
+]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Continue the newest run from its last checkpoint.")
+]
+TrainSamplesOption = Annotated[str | None, typer.Option("--max-train-samples", help="Number, or 'all'.")]
+EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", help="Number, or 'all'.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn an `HwError` into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except HwError as error:
+        typer.echo(f"hw: error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
+
+
+def _register(homework: str) -> None:
+    """Add `hw <homework>` with the options every homework shares."""
+    summary, example, _ = HOMEWORKS[homework]
+
+    def command(
+        variant: Annotated[
+            str | None, typer.Option("--variant", help="Packaged config to start from.")
+        ] = None,
+        config: ConfigOption = None,
+        set: SetOption = None,
+        tiny: TinyOption = False,
+        eval_only: EvalOnlyOption = False,
+        checkpoint: CheckpointOption = None,
+        output_dir: OutputDirOption = None,
+        reports_dir: ReportsDirOption = Path("reports"),
+        resume: ResumeOption = False,
+        max_train_samples: TrainSamplesOption = None,
+        max_eval_samples: EvalSamplesOption = None,
+        seed: SeedOption = None,
+    ) -> None:
+        with _user_errors():
+            overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
+            run_homework(
+                homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
+            )
+
+    app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
+
+
+def _flag_overrides(
+    max_train_samples: str | None, max_eval_samples: str | None, seed: int | None
+) -> list[str]:
+    overrides = [] if seed is None else [f"train.seed={seed}"]
+    for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+        if value is None:
+            continue
+        if value != "all" and not value.isdigit():
+            raise HwError(f"--{key.replace('_', '-')} must be a whole number or 'all', got {value!r}")
+        overrides.append(f"data.{key}={'null' if value == 'all' else value}")
+    return overrides
+
+
+def run_homework(
+    homework: str,
+    variant: str | None,
+    config_file: Path | None,
+    overrides: list[str],
+    run_options: dict,
+    output_dir: Path | None,
+    runs_root: Path,
+    reports_dir: Path,
+) -> Path:
+    """Load the config, run the task in its own run directory, and write its report fragment."""
+    from hw import config, report, runs
+
+    task = importlib.import_module(f"hw.tasks.{homework}")
+    schema = getattr(task, HOMEWORKS[homework][2])
+    cfg = config.load(
+        schema, homework, variant, config_file=config_file, overrides=overrides, run=run_options
+    )
+    if cfg.run.checkpoint is not None and not cfg.run.eval_only:
+        raise HwError(
+            "--checkpoint is only read with --eval-only; to keep training a saved model, "
+            "use --set model.name_or_path=DIR"
+        )
+    run_dir = runs.run_directory(
+        homework,
+        cfg.run.variant,
+        output_dir=output_dir,
+        runs_root=runs_root,
+        resume=cfg.run.resume,
+        tiny=cfg.run.tiny,
+    )
+    runs.prepare(run_dir)
+    settings = config.to_dict(cfg)
+    runs.write_yaml(run_dir / "config.yaml", settings)
+    runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
+    started = time.perf_counter()
+    with _logging_to(run_dir / "run.log"):
+        task.run(cfg, run_dir)
+    metrics = runs.read_json(run_dir / "metrics.json")
+    runs.write_json(
+        run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
+    )
+    fragment = report.write_fragment(run_dir, reports_dir)
+    typer.echo(f"run: {run_dir}\nreport fragment: {fragment}")
+    return run_dir
+
+
+@contextlib.contextmanager
+def _logging_to(log_file: Path) -> Iterator[None]:
+    """Log `hw` to the console and to the run's own log file."""
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, encoding="utf-8")]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+for _homework in HOMEWORKS:
+    _register(_homework)
+
+
+@app.command(epilog="Example: hw report --reports-dir reports")
+def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
+    """Assemble every report fragment into reports/summary.md (the weekly summary)."""
+    from hw import report as report_module
+
+    with _user_errors():
+        typer.echo(f"summary: {report_module.assemble(reports_dir)}")
+
+
+@app.command(epilog="Example: hw smoke --workdir smoke")
+def smoke(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where the tiny runs and reports go.")] = Path(
+        "smoke"
+    ),
+) -> None:
+    """Run every homework on the offline tiny preset, then assemble their summary (a few minutes on a CPU)."""
+    from hw import config
+    from hw import report as report_module
+
+    with _user_errors():
+        for homework in HOMEWORKS:
+            for variant in config.variants(homework):
+                run_homework(
+                    homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"
+                )
+        typer.echo(f"summary: {report_module.assemble(workdir / 'reports')}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,322 @@
+"""Configuration: packaged YAML defaults + a user's YAML file + `--set` overrides → one frozen dataclass.
+
+Precedence, lowest first: the homework variant's YAML in `hw/configs/<homework>/`, its `tiny:` block (with
+`--tiny`), the user's `--config FILE`, `--set key=value` overrides, then dedicated CLI flags (which arrive as
+overrides too). Conversion is strict: unknown keys get a suggestion, wrong types and out-of-range values are
+rejected, and every problem is reported in one `ConfigError`.
+"""
+
+import dataclasses
+import difflib
+import types
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from hw.errors import ConfigError, HwError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which pretrained weights to start from."""
+
+    name_or_path: str
+    """Hugging Face Hub id, a local directory saved with `save_pretrained`, or `tiny:NAME`."""
+    revision: str = "main"
+    """Hub branch, tag or commit; recorded in env.json so a run can be repeated on the same weights."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with a Hub model. Off unless you trust its authors; reports say when it is on."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Trainer settings, named as in `transformers.TrainingArguments`."""
+
+    learning_rate: float = 5e-5
+    """Peak learning rate of AdamW; it then decays by `lr_scheduler_type`."""
+    num_train_epochs: float = 3.0
+    """Passes over the training set."""
+    per_device_train_batch_size: int = 16
+    """Examples per optimizer micro-step on each device."""
+    per_device_eval_batch_size: int = 8
+    """Examples per forward pass at evaluation."""
+    gradient_accumulation_steps: int = 1
+    """Micro-steps summed before each optimizer step; effective batch = batch size × this × devices."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up from 0 to `learning_rate`."""
+    lr_scheduler_type: str = "linear"
+    """Learning-rate schedule after warm-up (`linear`, `cosine`, `constant`, …)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps; -1 trains for `num_train_epochs`."""
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    """When to evaluate (and checkpoint): every epoch, every `eval_steps`, or only at the end."""
+    eval_steps: int | None = None
+    """Optimizer steps between evaluations with `eval_strategy: steps`."""
+    logging_steps: int = 30
+    """Optimizer steps between training-loss log lines."""
+    save_total_limit: int = 2
+    """Checkpoints kept in the run directory; older ones are deleted."""
+    seed: int = 42
+    """Seeds Python, NumPy and torch before the model is created, and the Trainer's data order."""
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """`auto` picks bf16 on a GPU that supports it, else fp16 on a GPU, else fp32 on CPU."""
+    group_by_length: bool = True
+    """Batch examples of similar length together so dynamic padding wastes little compute."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of `metric_for_best_model`."""
+    metric_for_best_model: str | None = None
+    """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`); None keeps the last."""
+
+    def problems(self) -> list[str]:
+        """Out-of-range values, as `key: problem` strings."""
+        checks = {
+            "learning_rate": 0 < self.learning_rate < 1,
+            "num_train_epochs": self.num_train_epochs > 0,
+            "per_device_train_batch_size": self.per_device_train_batch_size >= 1,
+            "per_device_eval_batch_size": self.per_device_eval_batch_size >= 1,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_steps": self.warmup_steps >= 0,
+            "logging_steps": self.logging_steps >= 1,
+            "save_total_limit": self.save_total_limit >= 1,
+            "max_steps": self.max_steps == -1 or self.max_steps >= 1,
+        }
+        found = [f"{key}: {getattr(self, key)!r} is out of range" for key, ok in checks.items() if not ok]
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            found.append("eval_steps: required when eval_strategy is 'steps'")
+        if self.early_stopping_patience is not None and self.metric_for_best_model is None:
+            found.append("metric_for_best_model: required with early_stopping_patience")
+        return found
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters (PEFT): only these small matrices (and `modules_to_save`) are trained."""
+
+    r: int = 8
+    """Rank of each adapter; trainable parameters grow linearly with it."""
+    alpha: float = 16
+    """Scaling numerator: the update is multiplied by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Names of the linear layers that receive adapters."""
+    modules_to_save: list[str] = field(default_factory=list)
+    """Modules trained in full besides the adapters (e.g. a classification head)."""
+
+    def problems(self) -> list[str]:
+        found = [] if self.r >= 1 else [f"r: {self.r!r} must be at least 1"]
+        if not 0 <= self.dropout < 1:
+            found.append(f"dropout: {self.dropout!r} must be in [0, 1)")
+        if not self.target_modules:
+            found.append("target_modules: must name at least one module")
+        return found
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """Published numbers shown above this run's rows in the report."""
+
+    source: str
+    """Who measured them, on what (e.g. `course notebook (T4), 1000 train / 1000 test`)."""
+    rows: list[dict[str, float]]
+    """One row per epoch (or one final row), keyed by the report's column names."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this invocation runs; set by CLI flags rather than YAML, and saved with the config."""
+
+    homework: str
+    """The command (`yelp`, `qa`, …)."""
+    variant: str
+    """The packaged config the run started from (`yelp`, `yelp-full`, `imdb-lora`, …)."""
+    tiny: bool = False
+    """The embedded offline preset: tiny random model and synthetic data. Never a real result."""
+    eval_only: bool = False
+    """Skip training; score `checkpoint` (or the base model when none is given)."""
+    checkpoint: str | None = None
+    """Saved model or adapter directory to evaluate with `eval_only`."""
+    resume: bool = False
+    """Continue from the newest checkpoint in the run directory."""
+
+
+def config_dir(homework: str) -> Path:
+    """The packaged YAML folder of one homework."""
+    return Path(str(resources.files("hw") / "configs" / homework))
+
+
+def variants(homework: str) -> list[str]:
+    """Names of the packaged configs of a homework, the default one (named like the homework) first."""
+    names = sorted(path.stem for path in config_dir(homework).glob("*.yaml"))
+    return sorted(names, key=lambda name: name != homework)
+
+
+def load(
+    schema: type,
+    homework: str,
+    variant: str | None = None,
+    *,
+    config_file: Path | None = None,
+    overrides: list[str] = (),
+    run: dict[str, Any] | None = None,
+) -> Any:
+    """Build the frozen config of one run.
+
+    Args:
+        schema: the homework's top-level config dataclass.
+        homework: command name; selects `hw/configs/<homework>/`.
+        variant: packaged config name; defaults to the homework's own.
+        config_file: a user's YAML, merged over the packaged one.
+        overrides: `key.sub=value` strings, values parsed as YAML (`3e-5`, `true`, `[a, b]`).
+        run: `RunOptions` fields (tiny, eval_only, checkpoint, resume).
+    """
+    variant = variant or homework
+    if variant not in variants(homework):
+        raise HwError(
+            f"unknown variant {variant!r} for hw {homework}; choose one of: {', '.join(variants(homework))}"
+        )
+    run = {"homework": homework, "variant": variant, **(run or {})}
+    data = _read_yaml(config_dir(homework) / f"{variant}.yaml")
+    tiny_block = data.pop("tiny", {})
+    if run.get("tiny"):
+        for key, value in tiny_block.items():
+            _set_path(data, key, value)
+    if config_file is not None:
+        user = _read_yaml(config_file)
+        user.pop("tiny", None)
+        _merge(data, user)
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_path(data, key, value)
+    data["run"] = run
+    problems: list[str] = []
+    config = _convert(schema, data, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data view of a config, for config.yaml and reports."""
+    return dataclasses.asdict(config)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise HwError(f"config file not found: {str(path)!r}; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise HwError(
+            f"config file {str(path)!r} is not valid YAML{line}; fix the syntax and retry"
+        ) from None
+    if not isinstance(data, dict):
+        raise HwError(
+            f"config file {str(path)!r} must hold a mapping of keys to values, not {type(data).__name__}"
+        )
+    return data
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise HwError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set train.learning_rate=3e-5")
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return key.strip(), raw
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
+    """Check `data` against a dataclass, appending every problem found; returns None if any."""
+    if not isinstance(data, dict):
+        problems.append(f"{path or 'config'}: expected a mapping, got {data!r}")
+        return None
+    before = len(problems)
+    hints = get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in data.keys() - fields.keys():
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean {path}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+        problems.append(f"{path}{key}: unknown key{hint}")
+    values = {}
+    for name, spec in fields.items():
+        if name in data:
+            values[name] = _value(hints[name], data[name], f"{path}{name}", problems)
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            problems.append(f"{path}{name}: required key is missing")
+    if len(problems) > before:
+        return None
+    config = schema(**values)
+    if hasattr(config, "problems"):
+        problems.extend(f"{path}{problem}" for problem in config.problems())
+    return config
+
+
+def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
+    """Convert one value to its annotated type, or record why it cannot be."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _value(inner, value, path, problems)
+    if dataclasses.is_dataclass(hint):
+        return _convert(hint, value, f"{path}.", problems)
+    if origin is Literal:
+        if value in args:
+            return value
+        problems.append(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return None
+        return [_value(args[0], item, f"{path}[{index}]", problems) for index, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {value!r}")
+            return None
+        return {str(key): _value(args[1], item, f"{path}.{key}", problems) for key, item in value.items()}
+    return _scalar(hint, value, path, problems)
+
+
+def _scalar(hint: type, value: Any, path: str, problems: list[str]) -> Any:
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads `5e-5` (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    problems.append(f"{path}: expected {hint.__name__}, got {value!r}")
+    return None

@@ -1,0 +1,296 @@
+"""Reports: render a run's Markdown fragment and figure from its artifacts, and assemble the weekly summary.
+
+Every number in a report is read from a run's files. A fragment carries its table as JSON in a leading HTML
+comment, so the summary can merge several runs of one homework into one comparison table without torch or
+the run directories.
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from hw import runs
+from hw.errors import HwError
+
+# The summary's order; fragments of any other homework follow, alphabetically.
+HOMEWORK_ORDER = ["yelp", "qa", "whisper", "atc", "tang"]
+COLUMN_TITLES = {
+    "epoch": "Epoch",
+    "training_loss": "Training Loss",
+    "validation_loss": "Validation Loss",
+    "accuracy": "Accuracy",
+    "exact_match": "EM",
+    "f1": "F1",
+    "wer": "WER",
+    "cer": "CER",
+}
+TINY_BANNER = (
+    "> **Tiny offline preset — not a real result.** A tiny random model trained on synthetic data, to show that "
+    "the pipeline runs and learns; its numbers say nothing about the homework."
+)
+_METADATA = re.compile(r"<!-- hw-fragment (\{.*?\}) -->\n", re.DOTALL)
+_TABLE = re.compile(r"<!-- table -->.*?<!-- /table -->\n", re.DOTALL)
+SAMPLE_ROWS = 5
+
+
+def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
+    """Render `reports/fragments/<homework>-<variant>[-tiny].md` and its figure from the run's artifacts."""
+    settings = _read_yaml(run_dir / "config.yaml")
+    metrics = runs.read_json(run_dir / "metrics.json")
+    environment = runs.read_json(run_dir / "env.json")
+    run = settings["run"]
+    name = f"{run['homework']}-{run['variant']}" + ("-tiny" if run["tiny"] else "")
+    figure = _plot(run_dir / "trainer_state.json", reports_dir / "figures" / f"{name}.png")
+    rows = metrics["epochs"] or [{"epoch": None, **metrics["final"]}]
+    metadata = {
+        "homework": run["homework"],
+        "variant": run["variant"],
+        "run": run_dir.name,
+        "tiny": run["tiny"],
+        "reference": settings.get("reference", []),
+        "rows": rows,
+        "environment": {"device": environment["device"], "packages": environment["packages"]},
+    }
+    parts = [
+        f"<!-- hw-fragment {json.dumps(metadata, ensure_ascii=False)} -->",
+        f"## {run['homework']} · {run['variant']}{' (tiny preset)' if run['tiny'] else ''} — run `{run_dir.name}`",
+        TINY_BANNER if run["tiny"] else "",
+        _what_was_run(settings, metrics, environment),
+        "<!-- table -->\n" + _table(_row_groups(metadata)) + "\n<!-- /table -->",
+        "**Final:** " + " · ".join(f"{key} {_number(value)}" for key, value in metrics["final"].items()),
+        *(_extra_table(table) for table in metrics.get("tables", [])),
+        _samples(run_dir / "samples.jsonl"),
+        f"![loss and metric curves](../figures/{figure.name})" if figure else "",
+    ]
+    path = reports_dir / "fragments" / f"{name}.md"
+    runs.write_text(path, "\n\n".join(part for part in parts if part) + "\n")
+    return path
+
+
+def assemble(reports_dir: Path) -> Path:
+    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run."""
+    fragments = sorted((reports_dir / "fragments").glob("*.md"))
+    if not fragments:
+        raise HwError(
+            f"no report fragments in {str(reports_dir / 'fragments')!r}; run a homework first (e.g. hw yelp --tiny)"
+        )
+    by_homework: dict[str, list[tuple[dict, str]]] = {}
+    for path in fragments:
+        metadata, body = _parse_fragment(path)
+        by_homework.setdefault(metadata["homework"], []).append((metadata, body))
+    order = sorted(
+        by_homework,
+        key=lambda hw: (
+            hw not in HOMEWORK_ORDER,
+            HOMEWORK_ORDER.index(hw) if hw in HOMEWORK_ORDER else 0,
+            hw,
+        ),
+    )
+    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in order)]
+    for homework in order:
+        entries = by_homework[homework]
+        groups = _merged_groups([metadata for metadata, _ in entries])
+        sections.append(f"## {homework}")
+        if any(metadata["tiny"] for metadata, _ in entries):
+            sections.append(TINY_BANNER.replace("A tiny", "Rows marked TINY come from a tiny"))
+        sections.append(_table(groups))
+        sections += [
+            body.replace("](../figures/", "](figures/").replace("\n## ", "\n### ", 1) for _, body in entries
+        ]
+    sections.append(
+        _environment_block([metadata for entries in by_homework.values() for metadata, _ in entries])
+    )
+    path = reports_dir / "summary.md"
+    runs.write_text(path, "\n\n".join(sections) + "\n")
+    return path
+
+
+def _parse_fragment(path: Path) -> tuple[dict, str]:
+    text = path.read_text(encoding="utf-8")
+    match = _METADATA.match(text)
+    if not match:
+        raise HwError(
+            f"{str(path)!r} is not an hw report fragment (no hw-fragment header); remove it or re-run"
+        )
+    body = _TABLE.sub("", text[match.end() :]).strip()
+    return json.loads(match.group(1)), "\n" + body
+
+
+def _row_groups(metadata: dict) -> list[tuple[str, list[dict]]]:
+    groups = [(reference["source"], reference["rows"]) for reference in metadata["reference"]]
+    label = f"**this run** ({metadata['variant']}{', TINY' if metadata['tiny'] else ''})"
+    return groups + [(label, metadata["rows"])]
+
+
+def _merged_groups(fragments: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Reference rows once per source, then one row group per run."""
+    groups, seen = [], set()
+    for metadata in fragments:
+        for reference in metadata["reference"]:
+            if reference["source"] not in seen:
+                seen.add(reference["source"])
+                groups.append((reference["source"], reference["rows"]))
+    for metadata in fragments:
+        label = f"**{metadata['variant']}** run `{metadata['run']}`" + (
+            " — TINY, not a real result" if metadata["tiny"] else ""
+        )
+        groups.append((label, metadata["rows"]))
+    return groups
+
+
+def _table(groups: list[tuple[str, list[dict]]]) -> str:
+    """A Markdown table with a Source column; the first row of each group names it."""
+    columns: list[str] = []
+    for _, rows in groups:
+        for row in rows:
+            columns += [key for key in row if key not in columns and key != "step"]
+    columns.sort(
+        key=lambda key: list(COLUMN_TITLES).index(key) if key in COLUMN_TITLES else len(COLUMN_TITLES)
+    )
+    lines = [
+        "| Source | " + " | ".join(COLUMN_TITLES.get(key, key) for key in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for source, rows in groups:
+        for index, row in enumerate(rows):
+            cells = [source if index == 0 else ""] + [_number(row.get(key), key) for key in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
+    model, data, train = settings.get("model", {}), settings.get("data", {}), settings.get("train", {})
+    sizes = " / ".join(f"{count} {split}" for split, count in metrics.get("data", {}).items())
+    lines = [
+        f"- **Model:** {model.get('name_or_path')} · **weights scored:** {metrics.get('weights')}",
+        f"- **Data:** {data.get('dataset')} — {sizes} examples",
+    ]
+    if not settings["run"]["eval_only"]:
+        lines.append(
+            f"- **Training:** lr {train.get('learning_rate')}, batch {train.get('per_device_train_batch_size')} × "
+            f"accumulation {train.get('gradient_accumulation_steps')}, {train.get('num_train_epochs')} epochs, "
+            f"weight decay {train.get('weight_decay')}, precision {train.get('precision')}"
+        )
+    if settings.get("lora"):
+        lora = settings["lora"]
+        lines.append(
+            f"- **LoRA:** r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {', '.join(lora['target_modules'])}"
+        )
+    counts = metrics.get("model", {})
+    if counts:
+        lines.append(
+            f"- **Parameters:** {counts['trainable_parameters']:,} trainable of {counts['total_parameters']:,}"
+        )
+    if settings.get("model", {}).get("trust_remote_code"):
+        lines.append("- **trust_remote_code was ON**: Python code from the model's repository ran.")
+    packages = environment["packages"]
+    lines.append(
+        f"- **Hardware:** {environment['device']} · **time:** {metrics.get('wall_seconds', '?')} s · "
+        f"**seed:** {environment['seed']} · hw {packages.get('hw')}, transformers {packages.get('transformers')}, "
+        f"torch {packages.get('torch')}"
+    )
+    return "\n".join(lines)
+
+
+def _extra_table(table: dict) -> str:
+    lines = [
+        f"**{table['title']}**",
+        "",
+        "| " + " | ".join(table["columns"]) + " |",
+        "|---" * len(table["columns"]) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in table["rows"]]
+    return "\n".join(lines)
+
+
+def _samples(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    rows = runs.read_jsonl(path)[:SAMPLE_ROWS]
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    table = {"title": f"Sample predictions (first {len(rows)} of samples.jsonl)", "columns": columns}
+    return _extra_table({**table, "rows": [[row.get(key) for key in columns] for row in rows]})
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return _number(value)
+    text = " ".join(str(value).split())
+    text = text if len(text) <= 160 else text[:157] + "…"
+    return text.replace("|", "\\|")
+
+
+def _number(value: Any, key: str = "") -> str:
+    if value is None:
+        return "—"
+    if key == "epoch":
+        return f"{value:g}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _environment_block(fragments: list[dict]) -> str:
+    lines = sorted(
+        {
+            f"- {m['environment']['device']}: "
+            + ", ".join(f"{name} {version}" for name, version in m["environment"]["packages"].items())
+            for m in fragments
+        }
+    )
+    return "## Environment\n\n" + "\n".join(lines)
+
+
+def _plot(state_path: Path, figure_path: Path) -> Path | None:
+    """Training and validation loss per step, with the first evaluation metric on a second axis."""
+    if not state_path.is_file():
+        return None
+    history = runs.read_json(state_path)["log_history"]
+    train = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+    evaluation = [entry for entry in history if "eval_loss" in entry]
+    if not train and not evaluation:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    if train:
+        axis.plot(*zip(*train, strict=True), label="training loss")
+    if evaluation:
+        axis.plot(
+            [e["step"] for e in evaluation],
+            [e["eval_loss"] for e in evaluation],
+            "o-",
+            label="validation loss",
+        )
+        metric = next(
+            (key for key in evaluation[0] if key.startswith("eval_") and key not in _NOT_METRICS), None
+        )
+        if metric:
+            twin = axis.twinx()
+            twin.plot(
+                [e["step"] for e in evaluation], [e.get(metric) for e in evaluation], "s--", color="tab:green"
+            )
+            twin.set_ylabel(metric.removeprefix("eval_"))
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("loss")
+    axis.legend(loc="upper right")
+    figure.tight_layout()
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(figure_path, dpi=100)
+    pyplot.close(figure)
+    return figure_path
+
+
+_NOT_METRICS = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

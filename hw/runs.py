@@ -1,0 +1,141 @@
+"""Run directories and their artifacts: where a run writes, atomic writes, and the environment it ran in."""
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hw.errors import HwError
+
+_PACKAGES = ("hw", "torch", "transformers", "datasets", "peft", "accelerate", "tokenizers", "bitsandbytes")
+
+
+def run_directory(
+    homework: str, variant: str, *, output_dir: Path | None, runs_root: Path, resume: bool, tiny: bool
+) -> Path:
+    """Choose the directory of this run.
+
+    A new run gets `runs_root/<homework>/<variant>[-tiny]-<timestamp>`. `--resume` without `--output-dir`
+    picks the newest run of that variant. A directory that already holds a finished run is never reused
+    unless resuming, so nothing a user has is overwritten.
+    """
+    prefix = f"{variant}-tiny" if tiny else variant
+    if output_dir is None and resume:
+        earlier = sorted((runs_root / homework).glob(f"{prefix}-2*"), key=lambda path: path.name)
+        if not earlier:
+            raise HwError(
+                f"--resume: no earlier {prefix!r} run under {str(runs_root / homework)!r}; "
+                "start one without --resume or pass --output-dir"
+            )
+        return earlier[-1]
+    if output_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = runs_root / homework / f"{prefix}-{stamp}"
+    if (output_dir / "metrics.json").exists() and not resume:
+        raise HwError(
+            f"--output-dir {str(output_dir)!r} already holds a finished run; choose another directory "
+            "or pass --resume to continue it"
+        )
+    return output_dir
+
+
+def prepare(run_dir: Path) -> None:
+    """Create the run directory, with a clear error when it cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise HwError(
+            f"cannot write to run directory {str(run_dir)!r} ({error.strerror}); choose a writable --output-dir"
+        ) from None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a reader sees the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def environment(seed: int, sources: dict[str, str]) -> dict[str, Any]:
+    """What a reader needs to repeat the run: versions, device, git revision, seed and the data/model ids.
+
+    Deliberately no environment variables: they may hold Hub tokens.
+    """
+    import torch
+
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    cuda = torch.cuda.is_available()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)",
+        "cuda": torch.version.cuda if cuda else None,
+        "git_revision": _git_revision(),
+        "seed": seed,
+        "sources": sources,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def sources_of(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Every model, dataset, checkpoint and revision named in a config, by dotted key."""
+    found = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            found.update(sources_of(value, f"{prefix}{key}."))
+        elif key in ("name_or_path", "dataset", "checkpoint", "revision") and value is not None:
+            found[f"{prefix}{key}"] = str(value)
+    return found

@@ -1,0 +1,241 @@
+"""`hw yelp`: fine-tune an encoder to classify reviews (Yelp 5 stars; IMDB 2 labels with LoRA) and score accuracy."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+from hw import runs, sources
+from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.metrics.classification import accuracy
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, with_lora
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class YelpData:
+    """Which reviews, how many, and how they become model inputs."""
+
+    dataset: str = "yelp_review_full"
+    """Hub id, `save_to_disk` folder, folder of csv/json/parquet files, or `tiny:NAME`."""
+    config_name: str | None = None
+    """Hub dataset configuration, if it has several."""
+    revision: str = "main"
+    """Hub dataset branch, tag or commit."""
+    train_split: str = "train"
+    """Split to train on."""
+    eval_split: str = "test"
+    """Split to score (the course scores the test split)."""
+    text_column: str = "text"
+    """Column holding the review."""
+    label_column: str = "label"
+    """Column holding the class index (0-based)."""
+    label_names: list[str] = field(
+        default_factory=lambda: ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
+    )
+    """Human names of the classes, in label order; their number sets the classifier's size."""
+    max_train_samples: int | None = 1000
+    """Training examples drawn after shuffling; None (`--max-train-samples all`) uses the whole split."""
+    max_eval_samples: int | None = 1000
+    """Evaluation examples drawn after shuffling; None uses the whole split."""
+    shuffle_seed: int = 42
+    """Seed of the shuffle before the subset is drawn (the course uses `shuffle(seed=42).select(range(1000))`)."""
+    max_length: int = 512
+    """Tokens kept per review; longer ones are truncated."""
+    truncation_side: Literal["right", "left"] = "right"
+    """Which end of a long review is cut."""
+    padding: Literal["dynamic", "max_length"] = "dynamic"
+    """`dynamic` pads each batch to its longest review; `max_length` pads everything to `max_length` (the notebook)."""
+
+    def problems(self) -> list[str]:
+        found = [] if len(self.label_names) >= 2 else ["label_names: need at least two classes"]
+        found += [
+            f"{key}: {getattr(self, key)!r} must be at least 1"
+            for key in ("max_train_samples", "max_eval_samples", "max_length")
+            if getattr(self, key) is not None and getattr(self, key) < 1
+        ]
+        return found
+
+
+@dataclass(frozen=True)
+class YelpConfig:
+    """One `hw yelp` run."""
+
+    run: RunOptions
+    model: ModelConfig
+    data: YelpData
+    train: TrainConfig
+    lora: LoraConfig | None = None
+    """LoRA adapters instead of full fine-tuning (the `imdb-lora` variant)."""
+    demo_sentences: list[str] = field(default_factory=list)
+    """Sentences classified before and after training, shown side by side in the report."""
+    reference: list[ReferenceRun] = field(default_factory=list)
+    """Published numbers shown above this run's in the report."""
+
+
+def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
+    """Train (unless eval-only), score accuracy on the evaluation split, and write the run's artifacts."""
+    splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
+    tokenizer, model, weights = _load_model(cfg)
+    features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
+    trainer = build_trainer(
+        model,
+        cfg.train,
+        run_dir,
+        train_dataset=features.get("train"),
+        eval_dataset=features["eval"],
+        data_collator=DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        processing_class=tokenizer,
+        compute_metrics=_compute_accuracy,
+    )
+    demo_before = _classify(trainer.model, tokenizer, cfg) if cfg.demo_sentences else []
+    if not cfg.run.eval_only:
+        train(trainer, run_dir, cfg.run.resume)
+        trainer.save_model(str(run_dir / "model"))
+        weights = f"fine-tuned in this run ({run_dir / 'model'})"
+    prediction = trainer.predict(features["eval"])
+    predicted = np.argmax(prediction.predictions, axis=-1).tolist()
+    final = {
+        "accuracy": accuracy(predicted, prediction.label_ids.tolist()),
+        "eval_loss": prediction.metrics["test_loss"],
+    }
+    runs.write_jsonl(run_dir / "samples.jsonl", _samples(splits["eval"], predicted, cfg.data))
+    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    runs.write_json(
+        run_dir / "metrics.json",
+        {
+            "final": final,
+            "epochs": evaluation_history(trainer.state.log_history),
+            "weights": weights,
+            "data": {name: len(split) for name, split in splits.items()},
+            "model": parameter_counts(trainer.model),
+            "tables": _demo_table(demo_before, _classify(trainer.model, tokenizer, cfg), cfg),
+        },
+    )
+    log.info(
+        "accuracy %.4f on %d %s examples (%s)",
+        final["accuracy"],
+        len(splits["eval"]),
+        cfg.data.eval_split,
+        weights,
+    )
+    return final
+
+
+def _load_splits(data: YelpData, need_train: bool) -> dict[str, Any]:
+    """The train and eval splits, shuffled with the course's seed and cut to the configured sizes."""
+    dataset_dict = sources.load_dataset_dict(data.dataset, data.config_name, data.revision)
+    wanted = {"train": (data.train_split, data.max_train_samples)} if need_train else {}
+    wanted["eval"] = (data.eval_split, data.max_eval_samples)
+    splits = {}
+    for name, (split_name, limit) in wanted.items():
+        split = sources.require_split(dataset_dict, split_name, data.dataset, f"data.{name}_split")
+        sources.require_columns(split, [data.text_column, data.label_column], data.dataset)
+        if limit is not None and limit < len(split):
+            split = split.shuffle(seed=data.shuffle_seed).select(range(limit))
+        splits[name] = split
+    return splits
+
+
+def _load_model(cfg: YelpConfig) -> tuple[Any, Any, str]:
+    """Tokenizer, model (with LoRA adapters when configured) and a sentence naming the weights."""
+    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    labels = dict(enumerate(cfg.data.label_names))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        revision=cfg.model.revision,
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={name: index for index, name in labels.items()},
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    tokenizer_source, weights = base, f"base model {cfg.model.name_or_path} (classification head untrained)"
+    if cfg.run.checkpoint:
+        checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint)
+        model, weights = _load_checkpoint(model, checkpoint), f"checkpoint {cfg.run.checkpoint}"
+        if (Path(checkpoint) / "tokenizer_config.json").is_file():
+            tokenizer_source = checkpoint
+    elif cfg.lora is not None and not cfg.run.eval_only:
+        model = with_lora(model, cfg.lora, task_type="SEQ_CLS")
+    tokenizer = AutoTokenizer.from_pretrained(
+        tokenizer_source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+    )
+    tokenizer.truncation_side = cfg.data.truncation_side
+    return tokenizer, model, weights
+
+
+def _load_checkpoint(base_model: Any, checkpoint: str) -> Any:
+    """A saved full model, or a PEFT adapter applied to the base model."""
+    if (Path(checkpoint) / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, checkpoint)
+    return AutoModelForSequenceClassification.from_pretrained(checkpoint)
+
+
+def _features(split: Any, tokenizer: Any, data: YelpData) -> Any:
+    """Token ids, labels and lengths, computed once and cached by `datasets` under a stable fingerprint."""
+    from datasets.fingerprint import Hasher
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(
+            batch[data.text_column],
+            truncation=True,
+            max_length=data.max_length,
+            padding="max_length" if data.padding == "max_length" else False,
+        )
+        encoded["labels"] = batch[data.label_column]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    # An explicit fingerprint: hashing the closure would hash tokenizer state that changes between calls.
+    settings = (split._fingerprint, tokenizer.backend_tokenizer.to_str(), data.max_length, data.padding)
+    fingerprint = Hasher.hash((settings, data.truncation_side, data.text_column, data.label_column))
+    return split.map(
+        tokenize,
+        batched=True,
+        remove_columns=split.column_names,
+        new_fingerprint=fingerprint,
+        desc="Tokenizing",
+    )
+
+
+def _compute_accuracy(evaluation: Any) -> dict[str, float]:
+    logits, labels = evaluation
+    return {"accuracy": accuracy(np.argmax(logits, axis=-1).tolist(), labels.tolist())}
+
+
+def _samples(split: Any, predicted: list[int], data: YelpData) -> list[dict[str, Any]]:
+    names = data.label_names
+    return [
+        {"text": text, "label": names[label], "prediction": names[guess], "correct": label == guess}
+        for text, label, guess in zip(
+            split[data.text_column], split[data.label_column], predicted, strict=True
+        )
+    ]
+
+
+@torch.no_grad()
+def _classify(model: Any, tokenizer: Any, cfg: YelpConfig) -> list[str]:
+    """Predicted label names of the demo sentences."""
+    if not cfg.demo_sentences:
+        return []
+    model.eval()
+    inputs = tokenizer(list(cfg.demo_sentences), padding=True, truncation=True, return_tensors="pt")
+    logits = model(**inputs.to(model.device)).logits
+    return [cfg.data.label_names[index] for index in logits.argmax(dim=-1).tolist()]
+
+
+def _demo_table(before: list[str], after: list[str], cfg: YelpConfig) -> list[dict[str, Any]]:
+    if not cfg.demo_sentences:
+        return []
+    rows = [list(row) for row in zip(cfg.demo_sentences, before, after, strict=True)]
+    title = "Demo sentences" + (" (eval-only: same weights in both columns)" if cfg.run.eval_only else "")
+    return [{"title": title, "columns": ["Sentence", "Before training", "After training"], "rows": rows}]

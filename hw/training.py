@@ -1,0 +1,155 @@
+"""The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer, with PEFT adapters."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    EarlyStoppingCallback,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from hw.config import LoraConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """`bf16`/`fp16` Trainer flags; `auto` uses the best the GPU supports and fp32 on CPU."""
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            precision = "fp32"
+        else:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = False, **extra: Any):
+    """`TrainingArguments` from the config; `extra` carries the few homework-specific ones."""
+    arguments_class = Seq2SeqTrainingArguments if seq2seq else TrainingArguments
+    evaluate = train.eval_strategy != "no"
+    best = train.metric_for_best_model
+    return arguments_class(
+        output_dir=str(run_dir / "checkpoints"),
+        learning_rate=train.learning_rate,
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler_type,
+        eval_strategy=train.eval_strategy,
+        eval_steps=train.eval_steps,
+        # Checkpoints follow evaluations so the best one can be kept; with no evaluation, one per epoch.
+        save_strategy=train.eval_strategy if evaluate else "epoch",
+        save_steps=train.eval_steps,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=best is not None and evaluate,
+        metric_for_best_model=best,
+        greater_is_better=None if best is None else not best.endswith("loss"),
+        logging_steps=train.logging_steps,
+        seed=train.seed,
+        data_seed=train.seed,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        report_to="none",
+        **precision_flags(train.precision),
+        **extra,
+    )
+
+
+def build_trainer(
+    model: Any,
+    train: TrainConfig,
+    run_dir: Path,
+    *,
+    train_dataset: Any,
+    eval_dataset: Any,
+    data_collator: Any,
+    processing_class: Any,
+    compute_metrics: Any = None,
+    seq2seq: bool = False,
+    **extra: Any,
+) -> Trainer:
+    """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured."""
+    trainer_class = Seq2SeqTrainer if seq2seq else Trainer
+    callbacks = []
+    if train.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
+    return trainer_class(
+        model=model,
+        args=training_arguments(train, run_dir, seq2seq=seq2seq, **extra),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=data_collator,
+        processing_class=processing_class,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+
+
+def with_lora(model: Any, lora: LoraConfig, task_type: str) -> Any:
+    """Wrap a model with PEFT LoRA adapters; everything else is frozen except `modules_to_save`."""
+    import peft
+
+    adapter = peft.LoraConfig(
+        task_type=task_type,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        modules_to_save=list(lora.modules_to_save) or None,
+    )
+    return peft.get_peft_model(model, adapter)
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """Trainable and total parameters (a module kept in full by PEFT counts once)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}
+
+
+def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
+    """Train, continuing from the newest checkpoint in the run directory when resuming."""
+    checkpoint = None
+    if resume:
+        checkpoint = (
+            get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
+        )
+        log.info("resuming from %s", checkpoint or "the start (no checkpoint yet)")
+    trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """One row per evaluation: epoch, step, training loss, validation loss and the metrics.
+
+    The training loss of a row is the mean of the training losses logged since the previous evaluation
+    (every `logging_steps`), so it describes the same stretch of training as the validation numbers.
+    """
+    rows, pending = [], []
+    for entry in log_history:
+        if "loss" in entry and "eval_loss" not in entry:
+            pending.append(entry["loss"])
+        elif "eval_loss" in entry:
+            row = {"epoch": round(entry["epoch"], 2), "step": entry["step"]}
+            row["training_loss"] = sum(pending) / len(pending) if pending else None
+            row["validation_loss"] = entry["eval_loss"]
+            row.update(
+                {
+                    key.removeprefix("eval_"): value
+                    for key, value in entry.items()
+                    if key.startswith("eval_")
+                    and key != "eval_loss"
+                    and not key.endswith(("runtime", "per_second"))
+                }
+            )
+            rows.append(row)
+            pending = []
+    return rows
