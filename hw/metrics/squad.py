@@ -228,7 +228,9 @@ def _read_json(path: Path, what: str) -> Any:
         raise HwError(f"{what} {path} is not valid JSON ({error}); pass a JSON file") from None
 
 
-def score_files(data_path: str | Path, predictions_path: str | Path, *, squad_v2: bool = False) -> dict:
+def score_files(
+    data_path: str | Path, predictions_path: str | Path, *, squad_v2: bool = False
+) -> dict[str, float | int]:
     """Score a predictions file against a SQuAD data file, as `evaluate-v1.1.py DATA PREDICTIONS` does.
 
     Returns:
