@@ -221,7 +221,7 @@ def load_predictions_file(path: str | Path) -> dict[str, str]:
 
 def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise HwError(f"{what} {path} does not exist; check the path")
+        raise HwError(f"{what} {path} does not exist or is not a file; check the path")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -199,7 +199,7 @@ def test_load_dataset_file_names_the_json_path_of_a_layout_error(tmp_path, docum
 
 def test_load_dataset_file_rejects_missing_and_invalid_files(tmp_path):
     absent = tmp_path / "absent.json"
-    message = f"SQuAD data file {absent} does not exist; check the path"
+    message = f"SQuAD data file {absent} does not exist or is not a file; check the path"
     with pytest.raises(HwError, match=f"^{re.escape(message)}$"):
         load_dataset_file(absent)
     (tmp_path / "broken.json").write_text('{"data": [', encoding="utf-8")
