@@ -5,6 +5,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile
 import soxr
@@ -67,8 +68,6 @@ def extract_audio(media_path: str | Path) -> np.ndarray:
     Raises:
         HwError: Missing or undecodable file, or a file without an audio track.
     """
-    import av
-
     media_path = Path(media_path)
     _require_file(media_path, "media")
     try:

@@ -9,24 +9,14 @@ from functools import cache, partial
 from pathlib import Path
 
 import jiwer
+import opencc
 
 from hw.errors import HwError
 
 # OpenCC conversions that bring Chinese text to one script: t2s for zh-CN data (Simplified references),
 # s2tw or s2twp for zh-TW data (Traditional references; s2twp also maps mainland to Taiwan vocabulary).
-ZH_CONVERSIONS = (
-    "t2s",
-    "s2t",
-    "s2tw",
-    "s2twp",
-    "tw2s",
-    "tw2sp",
-    "s2hk",
-    "hk2s",
-    "t2tw",
-    "tw2t",
-    "t2hk",
-    "hk2t",
+ZH_CONVERSIONS = tuple(
+    ["t2s", "s2t", "s2tw", "s2twp", "tw2s", "tw2sp", "s2hk", "hk2s", "t2tw", "tw2t", "t2hk", "hk2t"]
 )
 
 
@@ -59,10 +49,8 @@ def _normalize_basic(text: str) -> str:
 
 
 @cache
-def _opencc(conversion: str):
-    """One OpenCC converter per conversion name, built on first use (loading dictionaries takes ~20 ms)."""
-    import opencc
-
+def _opencc(conversion: str) -> opencc.OpenCC:
+    """One OpenCC converter per conversion name, built on first use (it loads its dictionaries)."""
     if conversion not in ZH_CONVERSIONS:
         raise HwError(
             f"unknown Chinese script conversion {conversion!r}; allowed: {', '.join(ZH_CONVERSIONS)} "
@@ -327,7 +315,7 @@ def _column(rows: list[dict], name: str, path: Path) -> list[str]:
 
 
 def score_file(
-    path: str | Path, hyp_col: str, ref_col: str, normalize: str = "none", zh_convert: str = "t2s"
+    path: str | Path, hyp_col: str, ref_col: str, normalize: str, zh_convert: str = "t2s"
 ) -> dict[str, float | int | str | None]:
     """Score a CSV (header row, quoted multi-line fields allowed) or JSONL file of transcripts.
 

@@ -211,25 +211,25 @@ def test_score_file_reads_jsonl_with_a_missing_hypothesis(tmp_path):
     path = tmp_path / "samples.jsonl"
     rows = [{"prediction": "a b", "reference": "a b"}, {"prediction": None, "reference": "c d"}]
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n\n")
-    result = score_file(path, "prediction", "reference")
+    result = score_file(path, "prediction", "reference", "none")
     assert (result["deletions"], result["wer"]) == (2, 0.5)
 
 
 def test_score_file_errors_name_the_problem(tmp_path):
     with pytest.raises(HwError, match=r"transcript file not found: .*missing\.csv"):
-        score_file(tmp_path / "missing.csv", "h", "r")
+        score_file(tmp_path / "missing.csv", "h", "r", "none")
     path = tmp_path / "t.csv"
     path.write_text("hyp,ref\na,a\n")
     with pytest.raises(HwError, match=r"no column 'prediction' \(--hyp-col\); available: hyp, ref"):
-        score_file(path, "prediction", "ref")
+        score_file(path, "prediction", "ref", "none")
     with pytest.raises(HwError, match=r"unknown normalizer 'atc'; allowed: none, basic, zh"):
         score_file(path, "hyp", "ref", "atc")
     (tmp_path / "t.txt").write_text("a\n")
     with pytest.raises(HwError, match=r"suffix '\.txt' is not one of \.csv, \.jsonl"):
-        score_file(tmp_path / "t.txt", "hyp", "ref")
+        score_file(tmp_path / "t.txt", "hyp", "ref", "none")
     (tmp_path / "t.jsonl").write_text('{"hyp": "a", "ref": "a"}\n{"hyp": \n')
     with pytest.raises(HwError, match=r"line 2 is not JSON"):
-        score_file(tmp_path / "t.jsonl", "hyp", "ref")
+        score_file(tmp_path / "t.jsonl", "hyp", "ref", "none")
 
 
 def test_score_file_reproduces_the_atc_homework_figures():
