@@ -272,8 +272,7 @@ def score(
     if all(utterance.reference_words == 0 for utterance in per_utterance):
         raise HwError(
             f"cannot score: none of the {len(references)} references has a word after {normalize!r} "
-            "normalization; "
-            "check that the reference column holds the transcripts"
+            "normalization; check that the reference column holds the transcripts"
         )
     return _corpus_score(per_utterance, normalize, zh_convert if normalize == "zh" else None)
 
@@ -333,8 +332,14 @@ def score_file(
     if not path.is_file():
         raise HwError(f"transcript file not found: {path}; give the path of a .csv or .jsonl file")
     if path.suffix.lower() not in _READERS:
-        raise HwError(f"cannot read {path}: suffix {path.suffix!r} is not one of {', '.join(_READERS)}")
-    columns, rows = _READERS[path.suffix.lower()](path)
+        raise HwError(
+            f"cannot read {path}: suffix {path.suffix!r} is not one of {', '.join(_READERS)}; "
+            "save it as CSV with a header row or as JSON Lines"
+        )
+    try:
+        columns, rows = _READERS[path.suffix.lower()](path)
+    except UnicodeDecodeError:
+        raise HwError(f"cannot read {path}: it is not UTF-8 text; re-save it as UTF-8") from None
     for flag, name in (("--hyp-col", hyp_col), ("--ref-col", ref_col)):
         if name not in columns:
             raise HwError(f"{path}: no column {name!r} ({flag}); available: {', '.join(columns) or 'none'}")

@@ -227,6 +227,9 @@ def test_score_file_errors_name_the_problem(tmp_path):
     (tmp_path / "t.txt").write_text("a\n")
     with pytest.raises(HwError, match=r"suffix '\.txt' is not one of \.csv, \.jsonl"):
         score_file(tmp_path / "t.txt", "hyp", "ref", "none")
+    (tmp_path / "latin1.csv").write_bytes("hyp,ref\nélève,élève\n".encode("latin-1"))
+    with pytest.raises(HwError, match=r"latin1\.csv: it is not UTF-8 text"):
+        score_file(tmp_path / "latin1.csv", "hyp", "ref", "none")
     (tmp_path / "t.jsonl").write_text('{"hyp": "a", "ref": "a"}\n{"hyp": \n')
     with pytest.raises(HwError, match=r"line 2 is not JSON"):
         score_file(tmp_path / "t.jsonl", "hyp", "ref", "none")
