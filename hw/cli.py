@@ -163,10 +163,15 @@ def run_homework(
 
 @contextlib.contextmanager
 def _logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` to the console and to the run's own log file."""
+    """Log `hw` and the libraries to the console and to the run's own log file."""
+    import datasets
     import transformers
 
+    datasets.logging.set_verbosity_warning()
     transformers.logging.set_verbosity_warning()
+    # Through our handlers, so its warnings land in run.log too and never hold a stale stderr.
+    transformers.logging.disable_default_handler()
+    transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, encoding="utf-8")]
@@ -199,13 +204,19 @@ def smoke(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the tiny runs and reports go.")] = Path(
         "smoke"
     ),
+    only: Annotated[
+        list[str] | None, typer.Option("--homework", help="Only this homework (repeatable).")
+    ] = None,
 ) -> None:
     """Run every homework on the offline tiny preset, then assemble their summary (a few minutes on a CPU)."""
     from hw import config
     from hw import report as report_module
 
     with _user_errors():
-        for homework in HOMEWORKS:
+        unknown = sorted(set(only or []) - set(HOMEWORKS))
+        if unknown:
+            raise HwError(f"--homework {unknown[0]!r} is not a homework; choose from: {', '.join(HOMEWORKS)}")
+        for homework in only or HOMEWORKS:
             for variant in config.variants(homework):
                 run_homework(
                     homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"

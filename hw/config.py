@@ -266,18 +266,34 @@ def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean {path}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
         problems.append(f"{path}{key}: unknown key{hint}")
-    values = {}
+    values, failed = {}, set()
     for name, spec in fields.items():
         if name in data:
+            count = len(problems)
             values[name] = _value(hints[name], data[name], f"{path}{name}", problems)
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            if len(problems) > count:  # check the rest of the group with this field's default instead
+                failed.add(name)
+                del values[name]
+                if not _required(spec):
+                    values[name] = _default(spec)
+        elif _required(spec):
             problems.append(f"{path}{name}: required key is missing")
-    if len(problems) > before:
+    if any(_required(spec) and name not in values for name, spec in fields.items()):
         return None
     config = schema(**values)
     if hasattr(config, "problems"):
-        problems.extend(f"{path}{problem}" for problem in config.problems())
-    return config
+        problems.extend(
+            f"{path}{problem}" for problem in config.problems() if problem.split(":")[0] not in failed
+        )
+    return None if len(problems) > before else config
+
+
+def _required(spec: dataclasses.Field) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _default(spec: dataclasses.Field) -> Any:
+    return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
 
 
 def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
@@ -291,6 +307,8 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
     if dataclasses.is_dataclass(hint):
         return _convert(hint, value, f"{path}.", problems)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads `no`, `off`, `yes`, `on` as booleans
+            value = next((word for word in _YAML_BOOLEAN_WORDS[value] if word in args), value)
         if value in args:
             return value
         problems.append(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -306,6 +324,9 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
             return None
         return {str(key): _value(args[1], item, f"{path}.{key}", problems) for key, item in value.items()}
     return _scalar(hint, value, path, problems)
+
+
+_YAML_BOOLEAN_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
 
 
 def _scalar(hint: type, value: Any, path: str, problems: list[str]) -> Any:

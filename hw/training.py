@@ -59,6 +59,7 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         data_seed=train.seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
         **precision_flags(train.precision),
         **extra,
     )

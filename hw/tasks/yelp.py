@@ -1,6 +1,7 @@
 """`hw yelp`: fine-tune an encoder to classify reviews (Yelp 5 stars; IMDB 2 labels with LoRA) and score accuracy."""
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,8 +81,8 @@ class YelpConfig:
 
 def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), score accuracy on the evaluation split, and write the run's artifacts."""
-    splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     tokenizer, model, weights = _load_model(cfg)
+    splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
     trainer = build_trainer(
         model,

@@ -17,7 +17,66 @@ SENTIMENT_WORDS = [  # index = label (0 = one star ... 4 = five stars)
     ["good", "tasty", "friendly", "nice", "solid", "pleasant", "recommend", "enjoyed"],
     ["amazing", "excellent", "perfect", "outstanding", "incredible", "fantastic", "best", "love"],
 ]
-FILLER_WORDS = ["the", "a", "we", "i", "our", "my", "food", "service", "place", "staff", "table", "waiter", "menu", "dinner", "lunch", "night", "friends", "came", "ordered", "pizza", "burger", "salad", "coffee", "wait", "time", "price", "room", "hotel", "movie", "story", "plot", "actor", "scene", "ending", "and", "was", "were", "it", "this", "that", "with", "for", "at", "on", "in", "to", "of", "they", "had", "have", "ate", "went", "visited", "again", "there", "here", "today", "back"]
+FILLER_WORDS = [
+    "the",
+    "a",
+    "we",
+    "i",
+    "our",
+    "my",
+    "food",
+    "service",
+    "place",
+    "staff",
+    "table",
+    "waiter",
+    "menu",
+    "dinner",
+    "lunch",
+    "night",
+    "friends",
+    "came",
+    "ordered",
+    "pizza",
+    "burger",
+    "salad",
+    "coffee",
+    "wait",
+    "time",
+    "price",
+    "room",
+    "hotel",
+    "movie",
+    "story",
+    "plot",
+    "actor",
+    "scene",
+    "ending",
+    "and",
+    "was",
+    "were",
+    "it",
+    "this",
+    "that",
+    "with",
+    "for",
+    "at",
+    "on",
+    "in",
+    "to",
+    "of",
+    "they",
+    "had",
+    "have",
+    "ate",
+    "went",
+    "visited",
+    "again",
+    "there",
+    "here",
+    "today",
+    "back",
+]
 
 
 def review(label: int, words: int, rng: random.Random, noise: float = 0.15) -> str:
@@ -62,7 +121,7 @@ def build_yelp(directory: Path) -> None:
 
 
 def build_imdb(directory: Path) -> None:
-    """`train.jsonl` and `validation.jsonl` (1000 each) in the `shawhin/imdb-truncated` schema (label 0/1)."""
+    """`train.jsonl` (1000) and `validation.jsonl` (500) in the `shawhin/imdb-truncated` schema (label 0/1)."""
 
     # Negative reviews use one-star words, positive ones five-star words: the two ends of the Yelp scale.
     def binary(count: int, seed: int) -> Iterator[dict]:
@@ -70,7 +129,7 @@ def build_imdb(directory: Path) -> None:
             yield {"label": row["label"] // 4, "text": row["text"]}
 
     write_jsonl(directory / "train.jsonl", binary(1000, seed=3))
-    write_jsonl(directory / "validation.jsonl", binary(1000, seed=4))
+    write_jsonl(directory / "validation.jsonl", binary(500, seed=4))
 
 
 def corpus() -> Iterator[str]:

@@ -1,0 +1,53 @@
+"""Developer sessions: tests, lint, report, smoke, bench. Wiring only; the logic lives in `hw` and `bench/`."""
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+# Test environments take the CPU build of torch pinned here; the package itself only asks for a range.
+CONSTRAINTS = ("--constraint", "constraints.txt")
+
+
+def _install(session: nox.Session, extras: str = "") -> None:
+    session.install(*CONSTRAINTS, "torch")
+    session.install(*CONSTRAINTS, "-e", f".{extras}")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole offline suite (CPU, a few minutes); pass pytest arguments after `--`."""
+    _install(session, "[dev]")
+    session.run("pytest", "-m", "not gpu", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: format check and lint."""
+    session.install("ruff")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Assemble reports/fragments/*.md into reports/summary.md."""
+    _install(session)
+    session.run("hw", "report", *session.posargs)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """Every homework on the offline tiny preset, with its summary under smoke/."""
+    _install(session)
+    session.run("hw", "smoke", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each prints candidate vs baseline measured in the same run; results in bench/results/."""
+    _install(session)
+    scripts = session.posargs or sorted(str(path) for path in Path("bench").glob("bench_*.py"))
+    for script in scripts:
+        session.run("python", script, env={"HF_HUB_OFFLINE": "1"})

@@ -1,0 +1,114 @@
+"""The command line: help is fast and complete; user errors are one line with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from hw.cli import HOMEWORKS, app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in [*HOMEWORKS, "report", "smoke"]:
+        assert command in result.output
+
+
+def test_homework_help_shows_shared_options_and_an_example() -> None:
+    result = runner.invoke(app, ["yelp", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in (
+        "--config",
+        "--set",
+        "--tiny",
+        "--eval-only",
+        "--checkpoint",
+        "--output-dir",
+        "--reports-dir",
+        "--resume",
+        "--max-train-samples",
+        "--max-eval-samples",
+        "--seed",
+        "Example: hw yelp --tiny",
+    ):
+        assert option in result.output
+
+
+def test_help_imports_no_machine_learning_library() -> None:
+    code = "import sys; from hw.cli import app; assert not {'torch', 'transformers', 'datasets'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0]
+
+
+def test_missing_local_model_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(["yelp", "--tiny", "--set", "model.name_or_path=./no/such/model"])
+    assert line == (
+        "hw: error: model.name_or_path: './no/such/model' does not exist; give a directory saved with save_pretrained"
+    )
+
+
+def test_unresolvable_hub_id_offline(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(["yelp", "--set", "model.name_or_path=nobody/no-such-model"])
+    assert line.startswith(
+        "hw: error: model 'nobody/no-such-model' could not be loaded from the Hugging Face Hub ("
+    )
+    assert "hf download nobody/no-such-model --local-dir DIR" in line
+    assert not (tmp_path / "reports").exists(), "a failed run writes no report"
+
+
+def test_unresolvable_hub_dataset_offline(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(["yelp", "--tiny", "--set", "data.dataset=nobody/no-such-data"])
+    assert line.startswith(
+        "hw: error: dataset 'nobody/no-such-data' could not be loaded from the Hugging Face Hub ("
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["yelp", "--variant", "nope"], "unknown variant 'nope' for hw yelp"),
+        (
+            ["yelp", "--max-train-samples", "lots"],
+            "--max-train-samples must be a whole number or 'all', got 'lots'",
+        ),
+        (["yelp", "--config", "missing.yaml"], "config file not found: 'missing.yaml'"),
+        (["yelp", "--tiny", "--checkpoint", "x"], "--checkpoint is only read with --eval-only"),
+        (
+            ["yelp", "--tiny", "--eval-only", "--checkpoint", "nowhere"],
+            "--checkpoint 'nowhere' does not exist",
+        ),
+        (["yelp", "--resume"], "--resume: no earlier 'yelp' run under 'runs/yelp'"),
+        (["yelp", "--set", "train.lerning_rate=1"], "did you mean train.learning_rate?"),
+        (["smoke", "--homework", "cooking"], "--homework 'cooking' is not a homework"),
+        (["report"], "no report fragments in 'reports/fragments'"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert message in _one_line_error(args)
+
+
+def test_finished_run_directory_is_never_overwritten(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    finished = tmp_path / "done"
+    finished.mkdir()
+    (finished / "metrics.json").write_text('{"final": {"accuracy": 0.9}}')
+    line = _one_line_error(["yelp", "--tiny", "--output-dir", str(finished)])
+    assert "already holds a finished run" in line
+    assert (finished / "metrics.json").read_text() == '{"final": {"accuracy": 0.9}}'

@@ -1,0 +1,114 @@
+"""Config loading: every packaged YAML validates; problems are all reported, with suggestions."""
+
+import importlib
+
+import pytest
+
+from hw import config
+from hw.cli import HOMEWORKS
+from hw.errors import ConfigError, HwError
+
+
+def _schema(homework: str) -> type:
+    return getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
+
+
+@pytest.mark.parametrize("tiny", [False, True])
+@pytest.mark.parametrize(
+    ("homework", "variant"), [(hw, variant) for hw in HOMEWORKS for variant in config.variants(hw)]
+)
+def test_every_packaged_config_validates(homework: str, variant: str, tiny: bool) -> None:
+    cfg = config.load(_schema(homework), homework, variant, run={"tiny": tiny})
+    assert cfg.run.variant == variant
+    assert cfg.reference, "every packaged config shows the course's reference numbers"
+    assert cfg.model.name_or_path.startswith("tiny:") == tiny
+
+
+def test_yelp_defaults_reproduce_the_course_notebook() -> None:
+    cfg = config.load(_schema("yelp"), "yelp")
+    assert (cfg.model.name_or_path, cfg.data.dataset) == ("bert-base-cased", "yelp_review_full")
+    assert (cfg.data.max_train_samples, cfg.data.max_eval_samples, cfg.data.shuffle_seed) == (1000, 1000, 42)
+    assert (cfg.train.learning_rate, cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs) == (
+        5e-5,
+        16,
+        3,
+    )
+    assert len(cfg.data.label_names) == 5
+
+
+def test_unknown_key_gets_a_suggestion() -> None:
+    with pytest.raises(
+        ConfigError, match=r"train\.lerning_rate: unknown key; did you mean train\.learning_rate\?"
+    ):
+        config.load(_schema("yelp"), "yelp", overrides=["train.lerning_rate=1e-4"])
+
+
+def test_several_bad_values_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(
+            _schema("yelp"),
+            "yelp",
+            overrides=[
+                "train.learning_rate=-1",
+                "train.per_device_train_batch_size=many",
+                "data.padding=always",
+            ],
+        )
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert "train.per_device_train_batch_size: expected int, got 'many'" in problems
+    assert "data.padding: 'always' is not one of 'dynamic', 'max_length'" in problems
+    assert (
+        "train.learning_rate: -1.0 is out of range" in problems
+    )  # checked despite its neighbour's type error
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_range_problems_of_separate_groups_are_all_listed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(_schema("yelp"), "yelp", overrides=["train.learning_rate=-1", "data.max_length=0"])
+    assert caught.value.problems == [
+        "data.max_length: 0 must be at least 1",
+        "train.learning_rate: -1.0 is out of range",
+    ]
+
+
+def test_precedence_file_then_set(tmp_path) -> None:
+    user = tmp_path / "mine.yaml"
+    user.write_text("train:\n  learning_rate: 1.0e-4\n  num_train_epochs: 1\n")
+    cfg = config.load(_schema("yelp"), "yelp", config_file=user, overrides=["train.num_train_epochs=2"])
+    assert (cfg.train.learning_rate, cfg.train.num_train_epochs) == (1e-4, 2)
+
+
+def test_set_values_are_parsed_as_yaml() -> None:
+    cfg = config.load(
+        _schema("yelp"),
+        "yelp",
+        variant="imdb-lora",
+        overrides=["lora.target_modules=[q_lin, v_lin]", "lora.r=16"],
+    )
+    assert cfg.lora.target_modules == ["q_lin", "v_lin"] and cfg.lora.r == 16
+
+
+def test_malformed_yaml_is_one_line(tmp_path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(HwError, match=r"is not valid YAML at line 2; fix the syntax and retry"):
+        config.load(_schema("yelp"), "yelp", config_file=broken)
+
+
+def test_unknown_variant_lists_the_packaged_ones() -> None:
+    with pytest.raises(
+        HwError, match=r"unknown variant 'nope' for hw yelp; choose one of: yelp, imdb-lora, yelp-full"
+    ):
+        config.load(_schema("yelp"), "yelp", "nope")
+
+
+def test_override_without_equals_sign() -> None:
+    with pytest.raises(HwError, match=r"--set expects KEY=VALUE, got 'train.seed'"):
+        config.load(_schema("yelp"), "yelp", overrides=["train.seed"])
+
+
+def test_yaml_no_is_read_as_the_word_where_a_choice_is_expected() -> None:
+    cfg = config.load(_schema("yelp"), "yelp", overrides=["train.eval_strategy=no"])
+    assert cfg.train.eval_strategy == "no"

@@ -1,0 +1,83 @@
+"""Report fragments and the assembled summary, built from hand-written run artifacts."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hw import report
+from hw.errors import HwError
+
+
+def _fake_run(root: Path, name: str, variant: str, tiny: bool, accuracy: float) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    settings = {
+        "run": {"homework": "yelp", "variant": variant, "tiny": tiny, "eval_only": False},
+        "model": {"name_or_path": "bert-base-cased"},
+        "data": {"dataset": "yelp_review_full"},
+        "train": {"learning_rate": 5e-5, "per_device_train_batch_size": 16, "num_train_epochs": 1},
+        "reference": [{"source": "course", "rows": [{"epoch": 1, "accuracy": 0.526}]}],
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(settings))
+    metrics = {
+        "final": {"accuracy": accuracy},
+        "epochs": [
+            {"epoch": 1.0, "step": 63, "training_loss": 1.5, "validation_loss": 1.25, "accuracy": accuracy}
+        ],
+        "weights": "fine-tuned in this run",
+        "data": {"train": 1000, "eval": 1000},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "env.json").write_text(
+        json.dumps({"device": "CPU (2 cores)", "packages": {"hw": "0.1.0"}, "seed": 42})
+    )
+    (run_dir / "samples.jsonl").write_text(json.dumps({"text": "Great | place", "label": "5 stars"}) + "\n")
+    return run_dir
+
+
+def test_fragment_shows_reference_then_this_run(tmp_path: Path) -> None:
+    fragment = report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), tmp_path / "reports")
+    text = fragment.read_text()
+    assert fragment.name == "yelp-yelp.md"
+    table = text[text.index("| Source |") :].splitlines()[:4]
+    assert table == [
+        "| Source | Epoch | Training Loss | Validation Loss | Accuracy |",
+        "|---|---|---|---|---|",
+        "| course | 1 | — | — | 0.5260 |",
+        "| **this run** (yelp) | 1 | 1.5000 | 1.2500 | 0.6000 |",
+    ]
+    assert "Great \\| place" in text  # a pipe in a sample cannot break the table
+    assert "not a real result" not in text
+
+
+def test_summary_merges_runs_of_one_homework_and_labels_tiny(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    report.write_fragment(_fake_run(tmp_path, "full-run", "yelp-full", False, 0.69), reports)
+    report.write_fragment(_fake_run(tmp_path, "tiny-run", "yelp", True, 0.88), reports)
+    summary = report.assemble(reports).read_text()
+    table = summary[summary.index("| Source |") :].split("\n\n")[0].splitlines()
+    assert table[2:] == [
+        "| course | 1 | — | — | 0.5260 |",
+        "| **yelp-full** run `full-run` | 1 | 1.5000 | 1.2500 | 0.6900 |",
+        "| **yelp** run `tiny-run` — TINY, not a real result | 1 | 1.5000 | 1.2500 | 0.8800 |",
+    ]
+    assert summary.count("| Source |") == 1
+    assert "Tiny offline preset — not a real result" in summary
+    assert summary.startswith("# Weekly summary\n\nContents: [yelp](#yelp)")
+
+
+def test_summary_without_fragments_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(HwError, match="no report fragments in"):
+        report.assemble(tmp_path)
+
+
+def test_assembly_imports_no_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    reports = tmp_path / "reports"
+    report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), reports)
+    code = f"import sys; from hw import report; from pathlib import Path; report.assemble(Path({str(reports)!r})); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
