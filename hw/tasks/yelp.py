@@ -1,7 +1,6 @@
 """`hw yelp`: fine-tune an encoder to classify reviews (Yelp 5 stars; IMDB 2 labels with LoRA) and score accuracy."""
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
