@@ -164,8 +164,7 @@ def generate_batch(
             output = model.generate(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
-                pad_token_id=tokenizer.pad_token_id,
-                **generation_kwargs,
+                **{"pad_token_id": tokenizer.pad_token_id, **generation_kwargs},
             )
         texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         for index, text in zip(indices, texts, strict=True):
