@@ -38,8 +38,8 @@ CHAT_TEMPLATE = (
 )
 CHAT_FORMAT = PromptFormat(template=None)  # the course's messages through the chat template
 TRAIN_SIZE, TEST_SIZE = 1200, 30
-# 1,200 examples × 3 epochs / 16 = 225 steps: the loss falls from 3.9 to 1.2 (the random first couplets
-# keep it above ~1.0); about 25 s on 2 cores. Half as many steps left the base unable to continue poems.
+# 1,200 examples × 3 epochs / 16 = 225 steps, about 25 s on one thread: the loss falls from 3.9 to 1.2
+# (the random first couplets keep it above ~1.0).
 PRETRAIN_POEMS, PRETRAIN_APPRECIATIONS, PRETRAIN_EPOCHS = 1000, 200, 3
 PRETRAIN_BATCH_SIZE, PRETRAIN_LEARNING_RATE = 16, 3e-3
 
