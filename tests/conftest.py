@@ -13,6 +13,10 @@ SHARED_DATA = Path(
 @pytest.fixture(scope="session", autouse=True)
 def offline_session(tmp_path_factory: pytest.TempPathFactory):
     """No hub, and every cache in one temporary folder, so tests never touch the user's own caches."""
+    import torch
+
+    # The tiny models are too small to gain from a second thread, and lose up to 7x when cores are shared.
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("caches")
     saved = {
         key: os.environ.get(key) for key in ("HW_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_CACHE", "HF_HOME")
