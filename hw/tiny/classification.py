@@ -159,26 +159,43 @@ def build_encoder(directory: Path, architecture: str, cased: bool) -> None:
         config = transformers.DistilBertConfig(dim=64, n_layers=2, n_heads=4, hidden_dim=128, **size)
         # LoRA steers features a base already has (PITFALLS.md): a random base gives it nothing to steer,
         # so, like the real distilbert, this one is pretrained first, here on the related 5-star task.
-        model = _pretrained_on_star_ratings(config, tokenizer).distilbert
+        model = _pretrained_on_star_ratings(config, tokenizer)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
 
 def _pretrained_on_star_ratings(config, tokenizer):
-    """A DistilBERT classifier fully trained for 3 epochs on 2000 synthetic 5-star reviews."""
+    """A DistilBERT encoder trained for 3 epochs to rate 2000 synthetic reviews (1-5 stars) from its mean token state.
+
+    Mean pooling, not the first token: the token states learn sentiment, while the first position, which
+    `DistilBertForSequenceClassification` reads, is left untrained for it, as in the real distilbert. An untrained
+    head then sits at chance, and LoRA has real work to do. (Pretrained through the first token, a random head
+    scored 0.03 or 0.97 by luck; masked-LM pretraining left LoRA at chance.)
+    """
     import tempfile
 
+    import torch
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, DistilBertForSequenceClassification
+    from transformers import DataCollatorWithPadding, DistilBertModel
 
     from hw.config import TrainConfig
     from hw.training import build_trainer
 
-    classifier = DistilBertForSequenceClassification(
-        config.__class__(**{**config.to_dict(), "num_labels": 5})
-    )
+    class MeanPooledRater(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.distilbert = DistilBertModel(config)
+            self.head = torch.nn.Linear(config.dim, len(SENTIMENT_WORDS))
+
+        def forward(self, input_ids, attention_mask, labels):
+            states = self.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            logits = self.head((states * mask).sum(dim=1) / mask.sum(dim=1))
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    rater = MeanPooledRater()
     rows = Dataset.from_list(list(reviews(2000, list(range(5)), seed=5)))
-    features = rows.map(lambda batch: tokenizer(batch["text"]), batched=True).rename_column("label", "labels")
+    features = rows.map(lambda batch: tokenizer(batch["text"]), batched=True, remove_columns=["text"])
     settings = TrainConfig(
         learning_rate=2e-3,
         num_train_epochs=3,
@@ -188,16 +205,16 @@ def _pretrained_on_star_ratings(config, tokenizer):
     )
     with tempfile.TemporaryDirectory() as scratch:
         trainer = build_trainer(
-            classifier,
+            rater,
             settings,
             Path(scratch),
-            train_dataset=features.remove_columns("text"),
+            train_dataset=features.rename_column("label", "labels"),
             eval_dataset=None,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
         trainer.train()
-    return classifier
+    return rater.distilbert
 
 
 def wordpiece_tokenizer(texts: Iterator[str], cased: bool, vocab_size: int = 600):

@@ -107,7 +107,10 @@ def test_lora_variant_learns_and_reports_demo_sentences(smoke: Path, tmp_path: P
     untrained = _eval_only(tmp_path, "imdb-lora")
     trained = _metrics(_run_dir(smoke, "imdb-lora"))
     assert trained["final"]["accuracy"] > 0.85
-    assert trained["final"]["accuracy"] > untrained["final"]["accuracy"] + 0.2
+    # The untrained head's accuracy is a coin flip on the pretrained base's separable features (0.03 or 0.97
+    # depending on its random init); its loss is not: near ln 2 = 0.69 before training, far below after.
+    assert untrained["final"]["eval_loss"] > 0.6
+    assert trained["final"]["eval_loss"] < untrained["final"]["eval_loss"] / 2
     assert trained["model"]["trainable_parameters"] < trained["model"]["total_parameters"] / 10
     (demo,) = trained["tables"]
     assert demo["columns"] == ["Sentence", "Before training", "After training"]
