@@ -87,7 +87,7 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the run's artifacts."""
     tokenizer, model, weights = _load_model(cfg)  # first: a wrong model path fails before any download
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
-    features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
+    features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
     scorer = SquadScorer(splits["eval"], features["eval"], cfg.data)
     trainer = build_trainer(
         model,
@@ -170,7 +170,7 @@ def _load_model(cfg: QAConfig) -> tuple[Any, Any, str]:
     return tokenizer, model, described
 
 
-def _features(split: Any, tokenizer: Any, data: QAData) -> Any:
+def to_features(split: Any, tokenizer: Any, data: QAData) -> Any:
     """Overlapping windows of each context with answer positions, cached by `datasets` under a stable fingerprint.
 
     Every window keeps its question's `example_id` and the character offsets of its context tokens (None for

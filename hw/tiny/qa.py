@@ -3,7 +3,7 @@
 Each context tells four facts about one person ("Nora lives in Oslo. Nora plays chess. ..."); the question asks
 for one of them and the answer is a single-token word. PITFALLS.md: a ~330k-parameter encoder learned this kind
 of data (EM 1 → 47 in 6 epochs) only with one entity per context, about four facts and single-token answers;
-two entities or multi-piece answers stayed near 7 % EM. This one reaches EM ~70 after 2 epochs (about 30 s).
+two entities or multi-piece answers stayed near 7 % EM. This one: EM 0 → about 45 after 2 epochs (20-30 s).
 """
 
 import random
@@ -12,28 +12,7 @@ from pathlib import Path
 
 from hw.tiny.classification import wordpiece_tokenizer, write_jsonl
 
-PEOPLE = [
-    "Nora",
-    "Omar",
-    "Lena",
-    "Ivan",
-    "Maya",
-    "Hugo",
-    "Sara",
-    "Theo",
-    "Lily",
-    "Felix",
-    "Anna",
-    "Milo",
-    "Zoe",
-    "Leo",
-    "Ruth",
-    "Otto",
-    "Iris",
-    "Karl",
-    "Vera",
-    "Axel",
-]
+PEOPLE = ["Nora", "Omar", "Lena", "Ivan", "Maya", "Hugo", "Sara", "Theo", "Lily", "Felix", "Anna", "Milo"]
 # relation → (sentence about the person, question about it, the single-token answers it can have)
 FACTS = {
     "city": (
@@ -84,7 +63,7 @@ def question(index: int, split: str, rng: random.Random) -> dict:
     for relation in relations:
         template, _, values = FACTS[relation]
         value = rng.choice(values)
-        before, _, after = template.format(person=person, value="\0").partition("\0")
+        before, _, after = template.format(person=person, value="\0").partition("\0")  # around the answer
         if relation == asked:
             answer, answer_start = value, len(context) + len(before)
         context += before + value + after + " "
@@ -117,18 +96,12 @@ def corpus() -> Iterator[str]:
         yield row["context"]
 
 
-def build_encoder(directory: Path) -> None:
-    """A tiny random uncased DistilBERT (~310k parameters, 512 positions) whose vocabulary holds every answer."""
-    import torch
+def encoder_config(tokenizer):
+    """The tiny DistilBERT's shape (~310k parameters with this module's vocabulary, 512 positions)."""
     import transformers
 
-    tokenizer = wordpiece_tokenizer(corpus(), cased=False)
-    split = [
-        value for _, _, values in FACTS.values() for value in values if len(tokenizer.tokenize(value)) > 1
-    ]
-    assert not split, f"answers must be single tokens, these are not: {split}"
-    # Two wide layers learned this data in 2 epochs (EM ~70 %); four narrow ones needed about 5.
-    config = transformers.DistilBertConfig(
+    # Two wide layers learned faster than four narrow ones of about the same size (2 epochs: EM 47-70 vs 38-46).
+    return transformers.DistilBertConfig(
         vocab_size=len(tokenizer),
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
@@ -137,6 +110,18 @@ def build_encoder(directory: Path) -> None:
         n_heads=4,
         hidden_dim=128,
     )
+
+
+def build_encoder(directory: Path) -> None:
+    """A tiny random uncased DistilBERT whose WordPiece vocabulary holds every answer as one token."""
+    import torch
+    import transformers
+
+    tokenizer = wordpiece_tokenizer(corpus(), cased=False)
+    multi_piece = [
+        value for _, _, values in FACTS.values() for value in values if len(tokenizer.tokenize(value)) > 1
+    ]
+    assert not multi_piece, f"answers must be single tokens, these are not: {multi_piece}"
     torch.manual_seed(0)  # the same tiny base on every machine
-    transformers.DistilBertModel(config).save_pretrained(directory)
+    transformers.DistilBertModel(encoder_config(tokenizer)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from hw import config, tiny
 from hw.cli import app
 from hw.errors import ConfigError
-from hw.tasks.qa import QAConfig, QAData, _features, _overfitting_notes
+from hw.tasks.qa import QAConfig, QAData, _overfitting_notes, to_features
 
 TABLE_HEADER = "| Source | Epoch | Training Loss | Validation Loss | EM | F1 |"
 # 2000 of the 4000 synthetic questions keep the whole file under a minute on two busy cores.
@@ -132,7 +132,7 @@ def test_windows_overlap_and_those_without_the_answer_point_at_cls(environment):
         },
     ]
     # 13 tokens per window: [CLS] + question (5 or 6 tokens) + [SEP] + context + [SEP], overlapping by 2 tokens.
-    features = _features(Dataset.from_list(rows), tokenizer, QAData(max_length=13, doc_stride=2))
+    features = to_features(Dataset.from_list(rows), tokenizer, QAData(max_length=13, doc_stride=2))
     windows = {
         example: [
             (_context_text(tokenizer, row), row["start_positions"], row["end_positions"])
