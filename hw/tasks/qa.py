@@ -175,8 +175,8 @@ def to_features(split: Any, tokenizer: Any, data: QAData) -> Any:
 
     Every window keeps its question's `example_id` and the character offsets of its context tokens (None for
     question and special tokens) for post-processing; a window that does not hold the answer points at [CLS].
-    Validation windows get positions too, so the validation loss can be reported. They are sorted longest
-    first: with dynamic padding each batch then pads little, and an out-of-memory error shows at once.
+    Validation windows get positions too, so the validation loss can be reported. Windows come longest first:
+    evaluated in that order, each batch pads little with dynamic padding, and an out-of-memory error shows at once.
     """
     from datasets.fingerprint import Hasher
 

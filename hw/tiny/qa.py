@@ -3,7 +3,7 @@
 Each context tells four facts about one person ("Nora lives in Oslo. Nora plays chess. ..."); the question asks
 for one of them and the answer is a single-token word. PITFALLS.md: a ~330k-parameter encoder learned this kind
 of data (EM 1 → 47 in 6 epochs) only with one entity per context, about four facts and single-token answers;
-two entities or multi-piece answers stayed near 7 % EM. This one: EM 0 → about 45 after 2 epochs (20-30 s).
+two entities or multi-piece answers stayed near 7 % EM. This one: EM under 1 → about 60 after 2 epochs (15-30 s of training).
 """
 
 import random
@@ -97,7 +97,7 @@ def corpus() -> Iterator[str]:
 
 
 def encoder_config(tokenizer):
-    """The tiny DistilBERT's shape (~310k parameters with this module's vocabulary, 512 positions)."""
+    """The tiny DistilBERT's shape (~290k parameters with this module's vocabulary, 512 positions)."""
     import transformers
 
     # Two wide layers learned faster than four narrow ones of about the same size (2 epochs: EM 47-70 vs 38-46).
@@ -112,16 +112,44 @@ def encoder_config(tokenizer):
     )
 
 
+def tokenizer():
+    """An uncased BERT-style WordPiece tokenizer whose vocabulary is every word of the corpus, in a fixed order.
+
+    `wordpiece_tokenizer` gives the normalizer, pre-tokenizer and [CLS]/[SEP] template; its trained vocabulary
+    is replaced because the `tokenizers` trainer breaks frequency ties in a random order, so two builds got
+    different vocabularies and the tiny base learned differently on every machine.
+    """
+    from tokenizers import models
+
+    built = wordpiece_tokenizer(corpus(), cased=False)
+    backend = built.backend_tokenizer
+    words = {
+        word
+        for text in corpus()
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+    }
+    characters = sorted({character for word in words for character in word})
+    specials = sorted(built.all_special_ids)
+    vocabulary = [
+        built.convert_ids_to_tokens(index) for index in specials
+    ]  # ids 0-4, as the template expects
+    vocabulary += sorted(words | set(characters)) + [f"##{character}" for character in characters]
+    backend.model = models.WordPiece(
+        {token: index for index, token in enumerate(vocabulary)}, unk_token="[UNK]"
+    )
+    return built
+
+
 def build_encoder(directory: Path) -> None:
-    """A tiny random uncased DistilBERT whose WordPiece vocabulary holds every answer as one token."""
+    """A tiny random uncased DistilBERT whose vocabulary holds every answer as one token."""
     import torch
     import transformers
 
-    tokenizer = wordpiece_tokenizer(corpus(), cased=False)
+    tokens = tokenizer()
     multi_piece = [
-        value for _, _, values in FACTS.values() for value in values if len(tokenizer.tokenize(value)) > 1
+        value for _, _, values in FACTS.values() for value in values if len(tokens.tokenize(value)) > 1
     ]
     assert not multi_piece, f"answers must be single tokens, these are not: {multi_piece}"
-    torch.manual_seed(0)  # the same tiny base on every machine
-    transformers.DistilBertModel(encoder_config(tokenizer)).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    torch.manual_seed(0)  # with the fixed vocabulary: the same tiny base on every machine
+    transformers.DistilBertModel(encoder_config(tokens)).save_pretrained(directory)
+    tokens.save_pretrained(directory)

@@ -95,6 +95,18 @@ def test_eval_only_on_the_saved_run_reproduces_its_scores(trained, environment):
     assert rescored["final"]["f1"] == _read(trained, "metrics.json")["final"]["f1"]
 
 
+def test_continuing_from_a_saved_model_keeps_its_head_and_the_best_epoch(untrained, trained, environment):
+    _hw(
+        *"qa --tiny --variant qa-continue --max-train-samples 500 --output-dir continued".split(),
+        *("--set", "model.name_or_path=trained/model", "--set", "train.num_train_epochs=1"),
+        *("--set", "train.metric_for_best_model=f1", "--set", "train.early_stopping_patience=1"),
+    )
+    continued = _read(environment / "continued", "metrics.json")
+    assert continued["weights"].endswith("from base model trained/model (QA head included)")
+    assert len(continued["epochs"]) == 1
+    assert continued["final"]["f1"] > _read(untrained, "metrics.json")["final"]["f1"] + 25
+
+
 def test_padding_every_window_to_max_length_changes_no_prediction(trained, environment):
     _hw(
         *["qa", "--tiny", "--eval-only", "--checkpoint", "trained", "--output-dir", "padded"],
