@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,12 @@ from hw.errors import ConfigError
 from hw.tasks.qa import QAConfig, QAData, _overfitting_notes, to_features
 
 TABLE_HEADER = "| Source | Epoch | Training Loss | Validation Loss | EM | F1 |"
-# 2000 of the 4000 synthetic questions keep the whole file under a minute on two busy cores.
-TRAIN = ["qa", "--tiny", "--max-train-samples", "2000"]
 
 
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory):
-    """Offline tiny assets built once; one torch thread, as a ~300k-parameter model runs fastest on one."""
+    """Offline tiny assets built once; one torch thread: a ~290k-parameter model runs fastest on one, and
+    far faster than on two when other processes load the cores."""
     root = tmp_path_factory.mktemp("qa")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -32,8 +32,9 @@ def environment(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-def _hw(*arguments: str):
-    result = CliRunner().invoke(app, list(arguments))
+def _hw(command: str):
+    """Run `hw COMMAND` (no argument holds a space) and expect success."""
+    result = CliRunner().invoke(app, command.split())
     assert result.exit_code == 0, result.output
     return result
 
@@ -44,13 +45,14 @@ def _read(run_dir: Path, name: str):
 
 @pytest.fixture(scope="module")
 def untrained(environment) -> Path:
-    _hw("qa", "--tiny", "--eval-only", "--output-dir", "untrained", "--reports-dir", "reports-untrained")
+    _hw("qa --tiny --eval-only --output-dir untrained --reports-dir reports-untrained")
     return environment / "untrained"
 
 
 @pytest.fixture(scope="module")
 def trained(environment) -> Path:
-    _hw(*TRAIN, "--output-dir", "trained", "--reports-dir", "reports-trained")
+    # 2000 of the 4000 synthetic questions keep this file well under a minute on two busy cores.
+    _hw("qa --tiny --max-train-samples 2000 --output-dir trained --reports-dir reports-trained")
     return environment / "trained"
 
 
@@ -88,7 +90,7 @@ def test_a_run_writes_official_predictions_epochs_and_the_report_table(trained, 
 
 
 def test_eval_only_on_the_saved_run_reproduces_its_scores(trained, environment):
-    _hw("qa", "--tiny", "--eval-only", "--checkpoint", "trained", "--output-dir", "rescored")
+    _hw("qa --tiny --eval-only --checkpoint trained --output-dir rescored")
     rescored = _read(environment / "rescored", "metrics.json")
     assert rescored["weights"] == f"checkpoint trained ({Path('trained') / 'model'}) (QA head included)"
     assert rescored["final"]["exact_match"] == _read(trained, "metrics.json")["final"]["exact_match"]
@@ -97,9 +99,9 @@ def test_eval_only_on_the_saved_run_reproduces_its_scores(trained, environment):
 
 def test_continuing_from_a_saved_model_keeps_its_head_and_the_best_epoch(untrained, trained, environment):
     _hw(
-        *"qa --tiny --variant qa-continue --max-train-samples 500 --output-dir continued".split(),
-        *("--set", "model.name_or_path=trained/model", "--set", "train.num_train_epochs=1"),
-        *("--set", "train.metric_for_best_model=f1", "--set", "train.early_stopping_patience=1"),
+        "qa --tiny --variant qa-continue --max-train-samples 500 --output-dir continued "
+        "--set model.name_or_path=trained/model --set train.num_train_epochs=1 "
+        "--set train.metric_for_best_model=f1 --set train.early_stopping_patience=1"
     )
     continued = _read(environment / "continued", "metrics.json")
     assert continued["weights"].endswith("from base model trained/model (QA head included)")
@@ -108,11 +110,7 @@ def test_continuing_from_a_saved_model_keeps_its_head_and_the_best_epoch(untrain
 
 
 def test_padding_every_window_to_max_length_changes_no_prediction(trained, environment):
-    _hw(
-        *["qa", "--tiny", "--eval-only", "--checkpoint", "trained", "--output-dir", "padded"],
-        "--set",
-        "data.padding=max_length",
-    )
+    _hw("qa --tiny --eval-only --checkpoint trained --output-dir padded --set data.padding=max_length")
     padded = environment / "padded"
     assert _read(padded, "eval_predictions.json") == _read(trained, "eval_predictions.json")
     assert _read(padded, "metrics.json")["final"]["f1"] == _read(trained, "metrics.json")["final"]["f1"]
@@ -225,3 +223,15 @@ def test_continuing_needs_a_saved_model(environment):
     assert result.stderr.strip() == (
         "hw: error: model.name_or_path: 'runs/qa/<run>/model' does not exist; give a directory saved with save_pretrained"
     )
+
+
+def test_notes_of_a_run_appear_in_its_report_fragment(trained, tmp_path):
+    from hw import report, runs
+
+    run_dir = tmp_path / "overfit"
+    shutil.copytree(trained, run_dir, ignore=shutil.ignore_patterns("model", "checkpoints"))
+    epochs = [{"epoch": e, "validation_loss": v} for e, v in ((1, 1.5173), (2, 1.6589), (3, 1.8581))]
+    metrics = {**_read(run_dir, "metrics.json"), "epochs": epochs, "notes": _overfitting_notes(epochs)}
+    runs.write_json(run_dir / "metrics.json", metrics)
+    fragment = report.write_fragment(run_dir, tmp_path / "reports").read_text()
+    assert "\n> **Note:** Overfitting: the validation loss rose 2 evaluations in a row (1.5173 → " in fragment
