@@ -197,15 +197,17 @@ def to_features(split: Any, tokenizer: Any, data: QAData) -> Any:
             for window, offsets in enumerate(encoded["offset_mapping"])
         ]
         encoded["start_positions"], encoded["end_positions"] = map(list, zip(*positions, strict=True))
+        encoded["length"] = [sum(mask) for mask in encoded["attention_mask"]]  # padding not counted
+        # Offsets stop at the last real token, so post-processing never considers padding, whose logits can
+        # crowd every real token out of the n best positions when each window is padded to `max_length`.
         encoded["offset_mapping"] = [
             [
                 offset if sequence == 1 else None
                 for offset, sequence in zip(offsets, encoded.sequence_ids(window), strict=True)
-            ]
+            ][: encoded["length"][window]]
             for window, offsets in enumerate(encoded["offset_mapping"])
         ]
         encoded["example_id"] = [batch["id"][example] for example in examples]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
     # An explicit fingerprint: hashing the closure would hash tokenizer state that changes between calls.

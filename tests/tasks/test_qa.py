@@ -166,6 +166,13 @@ def test_windows_overlap_and_those_without_the_answer_point_at_cls(environment):
     assert first["offset_mapping"][:8] == [None] * 7 + [[0, 4]]  # question and [CLS]/[SEP] have no offsets
     assert tokenizer.decode(first["input_ids"][1:6]) == "where does nora live?"  # leading spaces dropped
     assert [row["length"] for row in features] == sorted((row["length"] for row in features), reverse=True)
+    padded = to_features(
+        Dataset.from_list(rows), tokenizer, QAData(max_length=13, doc_stride=2, padding="max_length")
+    )
+    # The last window of "oslo" has 12 real tokens and one [PAD]: its offsets stop before the padding.
+    assert [(len(row["input_ids"]), len(row["offset_mapping"]), row["length"]) for row in padded] == [
+        (13, 13, 13)
+    ] * 6 + [(13, 12, 12)]
 
 
 def test_validation_loss_rising_twice_in_a_row_is_flagged_as_overfitting():
