@@ -35,7 +35,10 @@ HOMEWORKS = {
 # homework → its own on/off flags: option → (config key the flag sets to true, help).
 HOMEWORK_FLAGS = {
     "qa": {
-        "--squad-v2": ("data.squad_v2", "SQuAD 2.0 rules: unanswerable questions may be answered with ''.")
+        "--squad-v2": (
+            "data.squad_v2",
+            "SQuAD 2.0 rules (unanswerable questions); with --set data.dataset=squad_v2.",
+        )
     },
 }
 
@@ -115,7 +118,12 @@ def _register(homework: str) -> None:
                 homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
             )
 
-    # Typer reads options from the signature: the homework's own flags replace `**flag_values` there.
+    _add_own_flags(command, flags)
+    app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
+
+
+def _add_own_flags(command, flags: dict[str, tuple[str, str]]) -> None:
+    """Put a homework's own flags into the command's signature, in place of `**flag_values`: Typer reads it."""
     signature = inspect.signature(command)
     shared = [
         parameter
@@ -132,7 +140,6 @@ def _register(homework: str) -> None:
         for option, (_, help) in flags.items()
     ]
     command.__signature__ = signature.replace(parameters=shared + own)
-    app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
 
 
 def _name(option: str) -> str:
