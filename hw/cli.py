@@ -5,6 +5,8 @@ Heavy libraries (torch, transformers) are imported inside the commands so `hw --
 
 import contextlib
 import importlib
+import inspect
+import json
 import logging
 import sys
 import time
@@ -23,6 +25,21 @@ HOMEWORKS = {
         "hw yelp --tiny   |   hw yelp --variant yelp-full",
         "YelpConfig",
     ),
+    "qa": (
+        "Fine-tune distilbert-base-uncased for extractive QA on SQuAD v1.1 and score EM/F1; --squad-v2 for SQuAD 2.0.",
+        "hw qa --tiny   |   hw qa   |   hw qa --variant qa-continue --set model.name_or_path=runs/qa/<run>/model",
+        "QAConfig",
+    ),
+}
+
+# homework → its own on/off flags: option → (config key the flag sets to true, help).
+HOMEWORK_FLAGS = {
+    "qa": {
+        "--squad-v2": (
+            "data.squad_v2",
+            "SQuAD 2.0 rules (unanswerable questions); with --set data.dataset=squad_v2.",
+        )
+    },
 }
 
 app = typer.Typer(
@@ -72,8 +89,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _register(homework: str) -> None:
-    """Add `hw <homework>` with the options every homework shares."""
+    """Add `hw <homework>` with the options every homework shares, plus its own flags."""
     summary, example, _ = HOMEWORKS[homework]
+    flags = HOMEWORK_FLAGS.get(homework, {})
 
     def command(
         variant: Annotated[
@@ -90,15 +108,43 @@ def _register(homework: str) -> None:
         max_train_samples: TrainSamplesOption = None,
         max_eval_samples: EvalSamplesOption = None,
         seed: SeedOption = None,
+        **flag_values: bool,
     ) -> None:
         with _user_errors():
             overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            overrides += [f"{key}=true" for option, (key, _) in flags.items() if flag_values[_name(option)]]
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
             run_homework(
                 homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
             )
 
+    _add_own_flags(command, flags)
     app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
+
+
+def _add_own_flags(command, flags: dict[str, tuple[str, str]]) -> None:
+    """Put a homework's own flags into the command's signature, in place of `**flag_values`: Typer reads it."""
+    signature = inspect.signature(command)
+    shared = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.kind is not parameter.VAR_KEYWORD
+    ]
+    own = [
+        inspect.Parameter(
+            _name(option),
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option(option, help=help)],
+        )
+        for option, (_, help) in flags.items()
+    ]
+    command.__signature__ = signature.replace(parameters=shared + own)
+
+
+def _name(option: str) -> str:
+    """The Python name of a command-line option: `--squad-v2` → `squad_v2`."""
+    return option.removeprefix("--").replace("-", "_")
 
 
 def _flag_overrides(
@@ -222,6 +268,38 @@ def smoke(
                     homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"
                 )
         typer.echo(f"summary: {report_module.assemble(workdir / 'reports')}")
+
+
+score_app = typer.Typer(
+    help="Score a predictions file against a dataset file, as the official evaluation scripts do.",
+    no_args_is_help=True,
+)
+app.add_typer(score_app, name="score")
+
+
+@score_app.command(
+    "squad", epilog="Example: hw score squad dev-v1.1.json runs/qa/<run>/eval_predictions.json --json"
+)
+def score_squad(
+    data: Annotated[Path, typer.Argument(help="Official SQuAD JSON file, e.g. dev-v1.1.json.")],
+    predictions: Annotated[Path, typer.Argument(help='JSON object {"<question id>": "<answer text>"}.')],
+    squad_v2: Annotated[bool, typer.Option("--squad-v2", help="SQuAD 2.0 file and rules.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {exact_match, f1, total, missing} as JSON.")
+    ] = False,
+) -> None:
+    """SQuAD exact match and F1 of a predictions file, equal to evaluate-v1.1.py (evaluate-v2.0.py with --squad-v2)."""
+    from hw.metrics.squad import score_files
+
+    with _user_errors():
+        result = score_files(data, predictions, squad_v2=squad_v2)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(
+            f"exact match {result['exact_match']:.2f} · F1 {result['f1']:.2f} on {result['total']} questions "
+            f"({result['missing']} without a prediction, scored 0)"
+        )
 
 
 def main() -> None:

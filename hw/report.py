@@ -59,6 +59,7 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
         _what_was_run(settings, metrics, environment),
         "<!-- table -->\n" + _table(_row_groups(metadata)) + "\n<!-- /table -->",
         "**Final:** " + " · ".join(f"{key} {_number(value)}" for key, value in metrics["final"].items()),
+        *(f"> **Note:** {note}" for note in metrics.get("notes", [])),
         *(_extra_table(table) for table in metrics.get("tables", [])),
         _samples(run_dir / "samples.jsonl"),
         f"![loss and metric curves](../figures/{figure.name})" if figure else "",

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import (
     EarlyStoppingCallback,
     Seq2SeqTrainer,
@@ -83,7 +84,7 @@ def build_trainer(
     callbacks = []
     if train.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
-    return trainer_class(
+    trainer = trainer_class(
         model=model,
         args=training_arguments(train, run_dir, seq2seq=seq2seq, **extra),
         train_dataset=train_dataset,
@@ -93,6 +94,10 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    # transformers 5 applies `group_by_length` to evaluation batches too, shuffling predictions out of dataset
+    # order; tasks pair predictions with their examples (samples.jsonl, QA windows), so evaluate in order.
+    trainer._get_eval_sampler = SequentialSampler
+    return trainer
 
 
 def with_lora(model: Any, lora: LoraConfig, task_type: str) -> Any:

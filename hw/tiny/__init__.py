@@ -57,16 +57,18 @@ def materialize(name_or_path: str) -> str:
 
 
 # Bump when a builder changes what it writes, so caches from an older hw are not reused.
-VERSION = 4
+VERSION = 5
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import classification
+    from hw.tiny import classification, qa
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
         "distilbert-uncased": partial(classification.build_encoder, architecture="distilbert", cased=False),
         "yelp": classification.build_yelp,
         "imdb": classification.build_imdb,
+        "distilbert-qa": qa.build_encoder,
+        "squad": qa.build_squad,
     }
