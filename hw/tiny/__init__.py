@@ -57,16 +57,18 @@ def materialize(name_or_path: str) -> str:
 
 
 # Bump when a builder changes what it writes, so caches from an older hw are not reused.
-VERSION = 3
+VERSION = 4
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import classification
+    from hw.tiny import causal_lm, classification
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
         "distilbert-uncased": partial(classification.build_encoder, architecture="distilbert", cased=False),
         "yelp": classification.build_yelp,
         "imdb": classification.build_imdb,
+        "tang-llama": causal_lm.build_model,
+        "tang": causal_lm.build_poem_data,
     }
