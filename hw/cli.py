@@ -5,12 +5,14 @@ Heavy libraries (torch, transformers) are imported inside the commands so `hw --
 
 import contextlib
 import importlib
+import inspect
+import json
 import logging
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +24,11 @@ HOMEWORKS = {
         "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
         "hw yelp --tiny   |   hw yelp --variant yelp-full",
         "YelpConfig",
+    ),
+    "tang": (
+        "QLoRA-tune TAIDE-LX-7B-Chat (--variant tang-breeze: Breeze-7B) to continue Tang poems; score them offline.",
+        "hw tang --data DIR   |   hw tang --tiny   |   hw tang --eval-only --checkpoint RUN --sweep temperature=0.1,0.7,1.2",
+        "TangConfig",
     ),
 }
 
@@ -61,6 +68,61 @@ EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", hel
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
 
 
+def _to(key: str) -> Any:
+    """Turn an option's value into the `--set` override of one config key (strings quoted as JSON, valid YAML)."""
+    return lambda value: [
+        f"{key}={json.dumps(str(value)) if isinstance(value, str | Path) else json.dumps(value)}"
+    ]
+
+
+def _sweep_overrides(items: list[str]) -> list[str]:
+    """`--sweep temperature=0.1,0.7` → `eval.sweep.temperature=[0.1,0.7]`."""
+    overrides = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise HwError(
+                f"--sweep expects SETTING=V1,V2,..., got {item!r}; e.g. --sweep temperature=0.1,0.7,1.2"
+            )
+        overrides.append(f"eval.sweep.{key.strip().replace('-', '_')}=[{values}]")
+    return overrides
+
+
+# Options of one homework beyond the shared ones: parameter → (Annotated type, its `--set` overrides).
+EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "tang": {
+        "data": (
+            Annotated[
+                Path | None, typer.Option("--data", help="Folder with the course's Tang_*.json files.")
+            ],
+            _to("data.directory"),
+        ),
+        "temperature": (
+            Annotated[float | None, typer.Option("--temperature")],
+            _to("generation.temperature"),
+        ),
+        "top_k": (Annotated[int | None, typer.Option("--top-k")], _to("generation.top_k")),
+        "top_p": (Annotated[float | None, typer.Option("--top-p")], _to("generation.top_p")),
+        "max_new_tokens": (
+            Annotated[int | None, typer.Option("--max-new-tokens")],
+            _to("generation.max_new_tokens"),
+        ),
+        "num_beams": (Annotated[int | None, typer.Option("--num-beams")], _to("generation.num_beams")),
+        "do_sample": (
+            Annotated[bool | None, typer.Option("--do-sample/--greedy", help="Sample, or decode greedily.")],
+            _to("generation.do_sample"),
+        ),
+        "sweep": (
+            Annotated[
+                list[str] | None,
+                typer.Option("--sweep", help="Decoding grid: temperature=0.1,0.7,1.2 (repeat to combine)."),
+            ],
+            _sweep_overrides,
+        ),
+    },
+}
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn an `HwError` into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
@@ -72,8 +134,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _register(homework: str) -> None:
-    """Add `hw <homework>` with the options every homework shares."""
+    """Add `hw <homework>` with the options every homework shares, plus its own from EXTRA_OPTIONS."""
     summary, example, _ = HOMEWORKS[homework]
+    extra = EXTRA_OPTIONS.get(homework, {})
 
     def command(
         variant: Annotated[
@@ -90,14 +153,25 @@ def _register(homework: str) -> None:
         max_train_samples: TrainSamplesOption = None,
         max_eval_samples: EvalSamplesOption = None,
         seed: SeedOption = None,
+        **extra_values: Any,
     ) -> None:
         with _user_errors():
             overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            for name, value in extra_values.items():
+                overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
             run_homework(
                 homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
             )
 
+    # Typer reads options from the signature: put the homework's own where `**extra_values` stands.
+    signature = inspect.signature(command)
+    shared = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    own = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, (annotation, _) in extra.items()
+    ]
+    command.__signature__ = signature.replace(parameters=shared + own)
     app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
 
 
