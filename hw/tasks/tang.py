@@ -170,9 +170,10 @@ class TangConfig:
             for value in values:
                 numeric = (int, float) if kind is float else kind
                 if isinstance(value, bool) != (kind is bool) or not isinstance(value, numeric):
-                    found.append(f"eval.sweep.{key}: {value!r} is not a {kind.__name__}")
-                else:
-                    found += [f"eval.sweep.{p}" for p in replace(self.generation, **{key: value}).problems()]
+                    found.append(f"eval.sweep.{key}: {value!r} is not of type {kind.__name__}")
+                    continue
+                problems = replace(self.generation, **{key: value}).problems()
+                found += [f"eval.sweep.{problem}" for problem in problems if problem.startswith(f"{key}:")]
         return found
 
 
@@ -335,7 +336,7 @@ def _warn_unknown_characters(tokenizer: Any, poems: Poems, model_name: str) -> N
     characters = sorted(set("".join(record["input"] + record.get("output", "") for record in records)))
     encoded = tokenizer(characters, add_special_tokens=False)["input_ids"]
     unknown = [char for char, ids in zip(characters, encoded, strict=True) if tokenizer.unk_token_id in ids]
-    if unknown and tokenizer.unk_token_id is not None:
+    if unknown:  # never with byte-level tokenizers, which have no <unk>
         log.warning(
             "the tokenizer of %s has no token for %d of the %d distinct characters in the poems (e.g. %s): "
             "they become %s, which the model can neither learn nor write (expected with --tiny on real poems)",

@@ -319,7 +319,7 @@ def test_real_config_without_data_says_where_the_files_come_from(tmp_path: Path,
         (["--sweep", "temprature=0.1,0.7"], "eval.sweep.temprature: not a decoding setting; choose from do_sample, "
          "temperature, top_p, top_k, num_beams, no_repeat_ngram_size, max_new_tokens"),
         (["--sweep", "top-p=0.5,2"], "eval.sweep.top_p: 2 must be in (0, 1]"),
-        (["--sweep", "top_k=many"], "eval.sweep.top_k: 'many' is not a int"),
+        (["--sweep", "top_k=many"], "eval.sweep.top_k: 'many' is not of type int"),
         (["--set", "train.eval_strategy=epoch", "--set", "data.validation_size=0"],
          "train.eval_strategy: 'epoch' needs a validation set; set data.validation_size above 0 or "
          "train.eval_strategy to 'no'"),
