@@ -69,10 +69,15 @@ SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model in
 
 
 def _to(key: str) -> Any:
-    """Turn an option's value into the `--set` override of one config key (strings quoted as JSON, valid YAML)."""
-    return lambda value: [
-        f"{key}={json.dumps(str(value)) if isinstance(value, str | Path) else json.dumps(value)}"
-    ]
+    """Turn an option's value into the `--set` override of one config key (as JSON, which YAML reads back)."""
+    return lambda value: [f"{key}={json.dumps(str(value) if isinstance(value, Path) else value)}"]
+
+
+def _decoding(flag: str, kind: type) -> tuple[Any, Any]:
+    key = flag.removeprefix("--").replace("-", "_")
+    return Annotated[kind | None, typer.Option(flag, help=f"Sets generation.{key}.")], _to(
+        f"generation.{key}"
+    )
 
 
 def _sweep_overrides(items: list[str]) -> list[str]:
@@ -97,25 +102,18 @@ EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
             ],
             _to("data.directory"),
         ),
-        "temperature": (
-            Annotated[float | None, typer.Option("--temperature")],
-            _to("generation.temperature"),
-        ),
-        "top_k": (Annotated[int | None, typer.Option("--top-k")], _to("generation.top_k")),
-        "top_p": (Annotated[float | None, typer.Option("--top-p")], _to("generation.top_p")),
-        "max_new_tokens": (
-            Annotated[int | None, typer.Option("--max-new-tokens")],
-            _to("generation.max_new_tokens"),
-        ),
-        "num_beams": (Annotated[int | None, typer.Option("--num-beams")], _to("generation.num_beams")),
+        "temperature": _decoding("--temperature", float),
+        "top_k": _decoding("--top-k", int),
+        "top_p": _decoding("--top-p", float),
+        "max_new_tokens": _decoding("--max-new-tokens", int),
+        "num_beams": _decoding("--num-beams", int),
         "do_sample": (
             Annotated[bool | None, typer.Option("--do-sample/--greedy", help="Sample, or decode greedily.")],
             _to("generation.do_sample"),
         ),
         "sweep": (
             Annotated[
-                list[str] | None,
-                typer.Option("--sweep", help="Decoding grid: temperature=0.1,0.7,1.2 (repeat to combine)."),
+                list[str] | None, typer.Option("--sweep", help="Decoding grid, e.g. temperature=0.1,0.7,1.2.")
             ],
             _sweep_overrides,
         ),

@@ -254,7 +254,7 @@ def _file(explicit: str | None, directory: Path | None, name: str, key: str) -> 
         raise HwError(
             f"hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR "
             f"(the folder holding {TRAIN_FILE}, {TEST_FILE} and optionally {GROUND_TRUTH_FILE}) "
-            f"or --set {key}=FILE; --tiny runs on synthetic poems"
+            "or name each file: --set data.train_file=FILE --set data.test_file=FILE; --tiny runs on synthetic poems"
         )
     path = Path(explicit).expanduser() if explicit is not None else directory / name
     if not path.is_file():

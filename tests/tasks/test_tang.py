@@ -307,7 +307,7 @@ def test_real_config_without_data_says_where_the_files_come_from(tmp_path: Path,
     assert _one_line_error(["tang"]) == (
         "hw: error: hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR "
         "(the folder holding Tang_training_data.json, Tang_testing_data.json and optionally Tang_testing_gt.txt) "
-        "or --set data.test_file=FILE; --tiny runs on synthetic poems"
+        "or name each file: --set data.train_file=FILE --set data.test_file=FILE; --tiny runs on synthetic poems"
     )
 
 
