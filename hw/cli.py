@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,16 +30,11 @@ HOMEWORKS = {
         "hw qa --tiny   |   hw qa   |   hw qa --variant qa-continue --set model.name_or_path=runs/qa/<run>/model",
         "QAConfig",
     ),
-}
-
-# homework → its own on/off flags: option → (config key the flag sets to true, help).
-HOMEWORK_FLAGS = {
-    "qa": {
-        "--squad-v2": (
-            "data.squad_v2",
-            "SQuAD 2.0 rules (unanswerable questions); with --set data.dataset=squad_v2.",
-        )
-    },
+    "tang": (
+        "QLoRA-tune TAIDE-LX-7B-Chat (--variant tang-breeze: Breeze-7B) to continue Tang poems; score them offline.",
+        "hw tang --data DIR   |   hw tang --tiny   |   hw tang --eval-only --checkpoint RUN --sweep temperature=0.1,0.7,1.2",
+        "TangConfig",
+    ),
 }
 
 app = typer.Typer(
@@ -78,6 +73,71 @@ EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", hel
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
 
 
+def _to(key: str) -> Any:
+    """Turn an option's value into the `--set` override of one config key (as JSON, which YAML reads back)."""
+    return lambda value: [f"{key}={json.dumps(str(value) if isinstance(value, Path) else value)}"]
+
+
+def _decoding(flag: str, kind: type) -> tuple[Any, Any]:
+    key = flag.removeprefix("--").replace("-", "_")
+    return Annotated[kind | None, typer.Option(flag, help=f"Sets generation.{key}.")], _to(
+        f"generation.{key}"
+    )
+
+
+def _sweep_overrides(items: list[str]) -> list[str]:
+    """`--sweep temperature=0.1,0.7` → `eval.sweep.temperature=[0.1,0.7]`."""
+    overrides = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise HwError(
+                f"--sweep expects SETTING=V1,V2,..., got {item!r}; e.g. --sweep temperature=0.1,0.7,1.2"
+            )
+        overrides.append(f"eval.sweep.{key.strip().replace('-', '_')}=[{values}]")
+    return overrides
+
+
+# Options of one homework beyond the shared ones: parameter → (Annotated type, its `--set` overrides).
+EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "qa": {
+        "squad_v2": (
+            Annotated[
+                bool | None,
+                typer.Option(
+                    "--squad-v2",
+                    help="SQuAD 2.0 rules (unanswerable questions); with --set data.dataset=squad_v2.",
+                ),
+            ],
+            _to("data.squad_v2"),
+        ),
+    },
+    "tang": {
+        "data": (
+            Annotated[
+                Path | None, typer.Option("--data", help="Folder with the course's Tang_*.json files.")
+            ],
+            _to("data.directory"),
+        ),
+        "temperature": _decoding("--temperature", float),
+        "top_k": _decoding("--top-k", int),
+        "top_p": _decoding("--top-p", float),
+        "max_new_tokens": _decoding("--max-new-tokens", int),
+        "num_beams": _decoding("--num-beams", int),
+        "do_sample": (
+            Annotated[bool | None, typer.Option("--do-sample/--greedy", help="Sample, or decode greedily.")],
+            _to("generation.do_sample"),
+        ),
+        "sweep": (
+            Annotated[
+                list[str] | None, typer.Option("--sweep", help="Decoding grid, e.g. temperature=0.1,0.7,1.2.")
+            ],
+            _sweep_overrides,
+        ),
+    },
+}
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn an `HwError` into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
@@ -89,9 +149,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _register(homework: str) -> None:
-    """Add `hw <homework>` with the options every homework shares, plus its own flags."""
+    """Add `hw <homework>` with the options every homework shares, plus its own from EXTRA_OPTIONS."""
     summary, example, _ = HOMEWORKS[homework]
-    flags = HOMEWORK_FLAGS.get(homework, {})
+    extra = EXTRA_OPTIONS.get(homework, {})
 
     def command(
         variant: Annotated[
@@ -108,43 +168,26 @@ def _register(homework: str) -> None:
         max_train_samples: TrainSamplesOption = None,
         max_eval_samples: EvalSamplesOption = None,
         seed: SeedOption = None,
-        **flag_values: bool,
+        **extra_values: Any,
     ) -> None:
         with _user_errors():
             overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
-            overrides += [f"{key}=true" for option, (key, _) in flags.items() if flag_values[_name(option)]]
+            for name, value in extra_values.items():
+                overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
             run_homework(
                 homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
             )
 
-    _add_own_flags(command, flags)
-    app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
-
-
-def _add_own_flags(command, flags: dict[str, tuple[str, str]]) -> None:
-    """Put a homework's own flags into the command's signature, in place of `**flag_values`: Typer reads it."""
+    # Typer reads options from the signature: put the homework's own where `**extra_values` stands.
     signature = inspect.signature(command)
-    shared = [
-        parameter
-        for parameter in signature.parameters.values()
-        if parameter.kind is not parameter.VAR_KEYWORD
-    ]
+    shared = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     own = [
-        inspect.Parameter(
-            _name(option),
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[bool, typer.Option(option, help=help)],
-        )
-        for option, (_, help) in flags.items()
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, (annotation, _) in extra.items()
     ]
     command.__signature__ = signature.replace(parameters=shared + own)
-
-
-def _name(option: str) -> str:
-    """The Python name of a command-line option: `--squad-v2` → `squad_v2`."""
-    return option.removeprefix("--").replace("-", "_")
+    app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
 
 
 def _flag_overrides(
@@ -195,6 +238,10 @@ def run_homework(
     settings = config.to_dict(cfg)
     runs.write_yaml(run_dir / "config.yaml", settings)
     runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
+    if cfg.run.tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        import torch
+
+        torch.set_num_threads(1)
     started = time.perf_counter()
     with _logging_to(run_dir / "run.log"):
         task.run(cfg, run_dir)

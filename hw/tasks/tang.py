@@ -1,0 +1,472 @@
+"""`hw tang`: QLoRA-tune a chat model to continue Tang poems, generate the test poems, and score them offline."""
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+from statistics import mean
+from typing import Any, Literal
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, set_seed
+
+from hw import runs, sources, tiny
+from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.errors import HwError
+from hw.generation import (
+    IGNORE_INDEX,
+    TANG_FORMAT,
+    PromptFormat,
+    build_prompt,
+    extract_answer,
+    generate_batch,
+    tokenize_example,
+)
+from hw.metrics.poem import score_poems, split_clauses, strip_echo
+from hw.training import (
+    build_trainer,
+    evaluation_history,
+    parameter_counts,
+    quantized_loading,
+    train,
+    with_lora,
+)
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE, TEST_FILE = "Tang_training_data.json", "Tang_testing_data.json"
+GROUND_TRUTH_FILE = "Tang_testing_gt.txt"
+TRAIN_KEYS, TEST_KEYS = ("instruction", "input", "output"), ("instruction", "input")
+REFERENCE_SCORES = ("char_f1", "chrf")  # the scores that need a ground truth
+SAMPLE_POEMS = 3  # test poems shown before and after fine-tuning
+
+
+@dataclass(frozen=True)
+class TangData:
+    """Where the course's poem files are, and how many poems are used."""
+
+    directory: str | None = None
+    """Folder holding the course's files (`--data DIR`) or `tiny:tang`; the course's poems are not on the Hub."""
+    train_file: str | None = None
+    """Training poems, a JSON list of {instruction, input, output}; default `<directory>/Tang_training_data.json`."""
+    test_file: str | None = None
+    """Test prompts, a JSON list of {instruction, input}; default `<directory>/Tang_testing_data.json`."""
+    ground_truth_file: str | None = None
+    """One line per test item, its continuation (clauses split by TAB); default `<directory>/Tang_testing_gt.txt`
+    when present. Without it only form, repetition and script are scored."""
+    max_train_samples: int | None = 1040
+    """The FIRST this many training poems (the course's choice, not a shuffled subset); None uses all."""
+    max_eval_samples: int | None = None
+    """The first this many test items; None uses all."""
+    validation_size: int = 0
+    """Poems held out from the END of the training file to measure a validation loss (0: none)."""
+    cutoff_len: int = 256
+    """Tokens kept per training example (prompt + answer); longer ones are cut."""
+
+    def problems(self) -> list[str]:
+        least = {"max_train_samples": 1, "max_eval_samples": 1, "validation_size": 0, "cutoff_len": 1}
+        values = {key: getattr(self, key) for key in least}
+        return [
+            f"{key}: {value!r} must be at least {least[key]}"
+            for key, value in values.items()
+            if value is not None and value < least[key]
+        ]
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How a poem becomes the model's text."""
+
+    chat_template: bool = False
+    """Wrap the course's messages in the tokenizer's own chat template instead of the course's Llama-2 template."""
+    train_on_prompt: bool = False
+    """Compute the loss on the prompt too (the course's collator does); by default only the answer counts."""
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the test poems are generated (`generate` arguments); the defaults are the course's."""
+
+    do_sample: bool = True
+    """Sample the next token (`--do-sample`); false decodes greedily, or by beam search with num_beams > 1."""
+    temperature: float = 0.1
+    """Sampling temperature: below 1 sharpens the distribution, above 1 flattens it."""
+    top_p: float = 0.3
+    """Nucleus sampling: draw from the smallest set of tokens whose probabilities sum to this."""
+    top_k: int = 50
+    """Draw from the k likeliest tokens only (transformers' default; the course leaves it); 0 turns it off."""
+    num_beams: int = 1
+    """Beams of beam search; 1 means none."""
+    no_repeat_ngram_size: int = 3
+    """Never repeat an n-gram of this many tokens (0: allowed)."""
+    max_new_tokens: int = 128
+    """Tokens generated per poem at most."""
+
+    def problems(self) -> list[str]:
+        allowed = {
+            "temperature": ("above 0", self.temperature > 0),
+            "top_p": ("in (0, 1]", 0 < self.top_p <= 1),
+            "top_k": ("0 or more", self.top_k >= 0),
+            "num_beams": ("at least 1", self.num_beams >= 1),
+            "no_repeat_ngram_size": ("0 or more", self.no_repeat_ngram_size >= 0),
+            "max_new_tokens": ("at least 1", self.max_new_tokens >= 1),
+        }
+        return [
+            f"{key}: {getattr(self, key)!r} must be {rule}" for key, (rule, ok) in allowed.items() if not ok
+        ]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What is generated and scored besides the fine-tuned model's test poems."""
+
+    batch_size: int = 8
+    """Prompts per `generate` call (left-padded batches)."""
+    before_training: bool = True
+    """Also score the model without adapters (the homework's "before"), shown beside the tuned scores."""
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    """Decoding grid, e.g. {temperature: [0.1, 0.7]}: the test poems are generated once per combination."""
+
+    def problems(self) -> list[str]:
+        return [] if self.batch_size >= 1 else [f"batch_size: {self.batch_size!r} must be at least 1"]
+
+
+@dataclass(frozen=True)
+class TangConfig:
+    """One `hw tang` run."""
+
+    run: RunOptions
+    model: ModelConfig
+    data: TangData
+    train: TrainConfig
+    lora: LoraConfig
+    quantization: Literal["4bit", "8bit", "none"] = "4bit"
+    """bitsandbytes quantization of the frozen base on CUDA (`4bit`: QLoRA's NF4); full precision on a CPU."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    generation: Decoding = field(default_factory=Decoding)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    reference: list[ReferenceRun] = field(default_factory=list)
+    """Published numbers shown above this run's in the report."""
+
+    def problems(self) -> list[str]:
+        found = self._sweep_problems()
+        if self.data.validation_size == 0 and self.train.eval_strategy != "no":
+            found.append(
+                f"train.eval_strategy: {self.train.eval_strategy!r} needs a validation set; "
+                "set data.validation_size above 0 or train.eval_strategy to 'no'"
+            )
+        return found
+
+    def _sweep_problems(self) -> list[str]:
+        names = [spec.name for spec in fields(Decoding)]
+        found = []
+        for key, values in self.eval.sweep.items():
+            if key not in names:
+                found.append(f"eval.sweep.{key}: not a decoding setting; choose from {', '.join(names)}")
+                continue
+            kind = type(getattr(self.generation, key))
+            for value in values:
+                numeric = (int, float) if kind is float else kind
+                if isinstance(value, bool) != (kind is bool) or not isinstance(value, numeric):
+                    found.append(f"eval.sweep.{key}: {value!r} is not of type {kind.__name__}")
+                    continue
+                problems = replace(self.generation, **{key: value}).problems()
+                found += [f"eval.sweep.{problem}" for problem in problems if problem.startswith(f"{key}:")]
+        return found
+
+
+@dataclass(frozen=True)
+class Poems:
+    """The course's files, cut to size; `references` (ground-truth lines) is None without a ground-truth file."""
+
+    train: list[dict[str, str]]
+    validation: list[dict[str, str]]
+    test: list[dict[str, str]]
+    references: list[str] | None
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One scored generation pass: per test item its input, prediction, reference, raw output and scores; means."""
+
+    samples: list[dict[str, Any]]
+    summary: dict[str, float]
+
+
+def run(cfg: TangConfig, run_dir: Path) -> dict[str, float]:
+    """Score the untuned model, fine-tune (unless eval-only), then generate and score the test poems."""
+    poems = _load_poems(cfg.data, need_train=not cfg.run.eval_only)
+    tokenizer, model, weights = _load_model(cfg)
+    prompt_format = PromptFormat(template=None) if cfg.prompt.chat_template else TANG_FORMAT
+    _warn_unknown_characters(tokenizer, poems, cfg.model.name_or_path)
+    prompts = [build_prompt(tokenizer, prompt_format, record)[0] for record in poems.test]
+    generate = partial(_generate, model, tokenizer, prompts, poems, cfg)
+    untuned = None
+    if cfg.eval.before_training and hasattr(model, "disable_adapter"):  # PEFT: the base is one switch away
+        with model.disable_adapter():
+            untuned = generate(cfg.generation)
+    history, losses = [], {}
+    if not cfg.run.eval_only:
+        history, losses = _fine_tune(model, tokenizer, poems, cfg, run_dir, prompt_format)
+        weights = f"fine-tuned in this run ({run_dir / 'model'})"
+    tuned = generate(cfg.generation)
+    _write_outputs(run_dir, tuned)
+    final = {**tuned.summary, **losses}
+    sizes = {"train": poems.train, "validation": poems.validation, "test": poems.test}
+    runs.write_json(
+        run_dir / "metrics.json",
+        {
+            "final": final,
+            "epochs": history,
+            "weights": weights,
+            "data": {name: len(split) for name, split in sizes.items() if split},
+            "model": parameter_counts(model),
+            "tables": _before_after(untuned, tuned) + _sweep(generate, cfg),
+        },
+    )
+    log.info("form %.3f on %d test poems (%s)", final["form"], len(poems.test), weights)
+    return final
+
+
+def _load_poems(data: TangData, need_train: bool) -> Poems:
+    """Test items and their ground truth, and (when training) the first training poems and the held-out tail."""
+    directory = Path(tiny.materialize(data.directory)).expanduser() if data.directory else None
+    test = _read_records(_file(data.test_file, directory, TEST_FILE, "data.test_file"), TEST_KEYS)
+    references = _read_references(data, directory, len(test))
+    train, validation = [], []
+    if need_train:
+        pool = _read_records(_file(data.train_file, directory, TRAIN_FILE, "data.train_file"), TRAIN_KEYS)
+        if data.validation_size >= len(pool):
+            raise HwError(
+                f"data.validation_size {data.validation_size} leaves none of the {len(pool)} training poems; "
+                "choose a smaller validation size"
+            )
+        split = len(pool) - data.validation_size
+        train, validation = pool[:split][: data.max_train_samples], pool[split:]
+    limit = data.max_eval_samples
+    return Poems(train, validation, test[:limit], references and references[:limit])
+
+
+def _file(explicit: str | None, directory: Path | None, name: str, key: str) -> Path:
+    if explicit is None and directory is None:
+        raise HwError(
+            f"hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR "
+            f"(the folder holding {TRAIN_FILE}, {TEST_FILE} and optionally {GROUND_TRUTH_FILE}) "
+            "or name each file: --set data.train_file=FILE --set data.test_file=FILE; --tiny runs on synthetic poems"
+        )
+    path = Path(explicit).expanduser() if explicit is not None else directory / name
+    if not path.is_file():
+        raise HwError(
+            f"{key}: {str(path)!r} does not exist; pass --data DIR holding {name}, or --set {key}=FILE"
+        )
+    return path
+
+
+def _read_records(path: Path, keys: tuple[str, ...]) -> list[dict[str, str]]:
+    """The items of a course JSON file; a malformed one is reported by index and missing key."""
+    expected = f"give the course's JSON list of {{{', '.join(keys)}}} items"
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HwError(
+            f"{str(path)!r} is not a UTF-8 JSON file ({str(error).splitlines()[0]}); {expected}"
+        ) from None
+    if not isinstance(records, list) or not records:
+        raise HwError(f"{str(path)!r} holds no list of items; {expected}")
+    for index, record in enumerate(records):
+        missing = [key for key in keys if not isinstance(record, dict) or key not in record]
+        if missing:
+            found = ", ".join(record) if isinstance(record, dict) else type(record).__name__
+            raise HwError(
+                f"{str(path)!r} item {index} lacks {', '.join(map(repr, missing))} (it has: {found}); "
+                f"every item needs {', '.join(keys)}"
+            )
+    return records
+
+
+def _read_references(data: TangData, directory: Path | None, count: int) -> list[str] | None:
+    """Ground-truth lines, one per test item; None when no ground-truth file is named or found."""
+    if data.ground_truth_file is None and not (directory and (directory / GROUND_TRUTH_FILE).is_file()):
+        log.info("no %s: scoring form, repetition and script only", GROUND_TRUTH_FILE)
+        return None
+    path = _file(data.ground_truth_file, directory, GROUND_TRUTH_FILE, "data.ground_truth_file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != count:
+        raise HwError(
+            f"{str(path)!r} has {len(lines)} lines but the test file has {count} items; "
+            "give one ground-truth line per test item, in the same order"
+        )
+    return lines
+
+
+def _load_model(cfg: TangConfig) -> tuple[Any, Any, str]:
+    """Tokenizer, model (quantized on CUDA; new adapters to train, or saved ones) and a sentence naming the weights."""
+    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
+    adapter = checkpoint if checkpoint and (Path(checkpoint) / "adapter_config.json").is_file() else None
+    shared = {"revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code}
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint if checkpoint and not adapter else base,
+        device_map={"": 0} if torch.cuda.is_available() else None,
+        **shared,
+        **quantized_loading(cfg.quantization),
+    )
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    elif not cfg.run.eval_only:
+        model = with_lora(model, cfg.lora, task_type="CAUSAL_LM")
+    own_tokenizer = checkpoint and (Path(checkpoint) / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint if own_tokenizer else base, **shared)
+    if tokenizer.pad_token is None:
+        # the course pads with id 0, Llama's <unk>; padded labels are -100, so padding never enters the loss
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    weights = (
+        f"checkpoint {cfg.run.checkpoint}" if checkpoint else f"untuned base model {cfg.model.name_or_path}"
+    )
+    return tokenizer, model, weights
+
+
+def _warn_unknown_characters(tokenizer: Any, poems: Poems, model_name: str) -> None:
+    """Say when poem characters have no token (the tiny model's on real poems): they become <unk>."""
+    records = poems.train + poems.validation + poems.test
+    characters = sorted(set("".join(record["input"] + record.get("output", "") for record in records)))
+    encoded = tokenizer(characters, add_special_tokens=False)["input_ids"]
+    unknown = [char for char, ids in zip(characters, encoded, strict=True) if tokenizer.unk_token_id in ids]
+    if unknown:  # never with byte-level tokenizers, which have no <unk>
+        log.warning(
+            "the tokenizer of %s has no token for %d of the %d distinct characters in the poems (e.g. %s): "
+            "they become %s, which the model can neither learn nor write (expected with --tiny on real poems)",
+            model_name, len(unknown), len(characters), "".join(unknown[:10]), tokenizer.unk_token,
+        )  # fmt: skip
+
+
+def _fine_tune(
+    model: Any, tokenizer: Any, poems: Poems, cfg: TangConfig, run_dir: Path, prompt_format: PromptFormat
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Train the adapters and save them; return the evaluation history and the final losses."""
+    train_features = _features(poems.train, tokenizer, cfg, prompt_format)
+    if not train_features:
+        raise HwError(
+            f"no training poem keeps an answer token within data.cutoff_len={cfg.data.cutoff_len}; raise it"
+        )
+    validation_features = _features(poems.validation, tokenizer, cfg, prompt_format)
+    cuda = torch.cuda.is_available()
+    trainer = build_trainer(
+        model,
+        cfg.train,
+        run_dir,
+        train_dataset=train_features,
+        eval_dataset=validation_features or None,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8 if cuda else None),
+        processing_class=tokenizer,
+        remove_unused_columns=False,  # PEFT's forward signature hides the model's input names
+        label_names=["labels"],
+    )
+    train(trainer, run_dir, cfg.run.resume)
+    trainer.save_model(str(run_dir / "model"))
+    history = evaluation_history(trainer.state.log_history)
+    losses = {"training_loss": next(e["train_loss"] for e in trainer.state.log_history if "train_loss" in e)}
+    if validation_features:
+        losses["validation_loss"] = trainer.evaluate()["eval_loss"]
+    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    return history, losses
+
+
+def _features(
+    records: list[dict], tokenizer: Any, cfg: TangConfig, prompt_format: PromptFormat
+) -> list[dict]:
+    """Token ids and labels of each poem, from the generation prompt; the loss covers the answer by default."""
+    examples = [
+        tokenize_example(
+            tokenizer,
+            *build_prompt(tokenizer, prompt_format, record, record["output"]),
+            cutoff_len=cfg.data.cutoff_len,
+            mask_prompt=not cfg.prompt.train_on_prompt,
+        )
+        for record in records
+    ]
+    kept = [example for example in examples if example["labels"][-1] != IGNORE_INDEX]  # masks cover a prefix
+    if len(kept) < len(examples):
+        log.warning(
+            "dropped %d of %d poems whose prompt fills the %d-token cutoff (no answer token left to learn)",
+            len(examples) - len(kept), len(examples), cfg.data.cutoff_len,
+        )  # fmt: skip
+    return kept
+
+
+def _generate(
+    model: Any, tokenizer: Any, prompts: list[str], poems: Poems, cfg: TangConfig, decoding: Decoding
+) -> Generated:
+    """Generate every test poem with one decoding setting, extract the answers and score them."""
+    set_seed(cfg.train.seed)  # every pass samples from the same seed, so settings compare fairly
+    arguments = {key: getattr(decoding, key) for key in ("do_sample", "num_beams", "no_repeat_ngram_size")}
+    arguments["max_new_tokens"] = decoding.max_new_tokens
+    if decoding.do_sample:  # greedy and beam search ignore these (and transformers warns about them)
+        arguments.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k)
+    raw = generate_batch(model, tokenizer, prompts, arguments, cfg.eval.batch_size)
+    couplets = [record["input"] for record in poems.test]
+    predictions = [
+        extract_answer(text, echoes=[couplet]) for text, couplet in zip(raw, couplets, strict=True)
+    ]
+    items, summary = score_poems(couplets, predictions, poems.references or [""] * len(raw))
+    dropped = () if poems.references else REFERENCE_SCORES  # without ground truth, overlap would read 0
+    rows = zip(couplets, predictions, poems.references or [None] * len(raw), raw, items, strict=True)
+    samples = [
+        dict(zip(("input", "prediction", "reference", "raw_output"), row, strict=True))
+        | _without(item, dropped)
+        for *row, item in rows
+    ]
+    return Generated(samples, _without(summary, dropped))
+
+
+def _without(scores: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
+    return {name: value for name, value in scores.items() if name not in names}
+
+
+def _write_outputs(run_dir: Path, tuned: Generated) -> None:
+    """`results.txt` in the course's format (`1. {input}{prediction}`, one line each) and `samples.jsonl`."""
+    lines = [
+        f"{i}. {row['input']}{row['prediction'].replace(chr(10), ' ')}\n"
+        for i, row in enumerate(tuned.samples, 1)
+    ]
+    runs.write_text(run_dir / "results.txt", "".join(lines))
+    runs.write_jsonl(run_dir / "samples.jsonl", tuned.samples)
+
+
+def _before_after(untuned: Generated | None, tuned: Generated) -> list[dict[str, Any]]:
+    """The homework's before/after: mean scores, and the first test poems, of both models side by side."""
+    if untuned is None:
+        return []
+    scores = [[name, untuned.summary[name], value] for name, value in tuned.summary.items()]
+    pairs = zip(untuned.samples[:SAMPLE_POEMS], tuned.samples, strict=False)
+    columns = ["Untuned base", "Fine-tuned"]
+    return [
+        {"title": f"Before and after fine-tuning ({len(tuned.samples)} test poems, means)",
+         "columns": ["Score", *columns], "rows": scores},
+        {"title": "Test poems before and after fine-tuning", "columns": ["First couplet", *columns],
+         "rows": [[before["input"], before["prediction"], after["prediction"]] for before, after in pairs]},
+    ]  # fmt: skip
+
+
+def _sweep(generate: Any, cfg: TangConfig) -> list[dict[str, Any]]:
+    """Generate once per combination of the decoding grid: scores, diversity, length and the first poem of each."""
+    if not cfg.eval.sweep:
+        return []
+    rows = []
+    for values in itertools.product(*cfg.eval.sweep.values()):
+        setting = dict(zip(cfg.eval.sweep, values, strict=True))
+        result = generate(replace(cfg.generation, **setting))
+        poems = [split_clauses(strip_echo(row["input"], row["prediction"])) for row in result.samples]
+        summary = result.summary
+        rows.append(
+            [", ".join(f"{key}={value}" for key, value in setting.items()), summary["form"], summary.get("char_f1", "—"),
+             summary["distinct_1"], summary["distinct_2"], mean(sum(map(len, poem)) for poem in poems),
+             result.samples[0]["prediction"]]
+        )  # fmt: skip
+    columns = ["Setting", "Form", "Char F1", "Distinct-1", "Distinct-2", "Characters", "First poem"]
+    title = f"Decoding sweep ({len(result.samples)} test poems; other settings as in generation.*)"
+    return [{"title": title, "columns": columns, "rows": rows}]
