@@ -62,11 +62,14 @@ VERSION = 3
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import classification
+    from hw.tiny import classification, whisper
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
         "distilbert-uncased": partial(classification.build_encoder, architecture="distilbert", cased=False),
         "yelp": classification.build_yelp,
         "imdb": classification.build_imdb,
+        "whisper": whisper.build_model,
+        "commonvoice-zh": partial(whisper.build_commonvoice, language="zh"),
+        "commonvoice-fr": partial(whisper.build_commonvoice, language="fr"),
     }
