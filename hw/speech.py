@@ -4,8 +4,10 @@ model loading and batched transcription sorted by duration."""
 import csv
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,40 @@ def speech_features(batch: dict[str, list], processor: Any, max_label_tokens: in
         "file": [clip_name(clip) for clip in batch["audio"]],
         "skipped": skipped,
     }
+
+
+def cached_features(
+    split: Any,
+    processor: Any,
+    max_label_tokens: int,
+    num_proc: int | None = None,
+    desc: str = "Log-mel features",
+) -> Any:
+    """`speech_features` of a whole split, computed once and then read from the `datasets` cache.
+
+    The cache key is explicit: the split's fingerprint (its content, for the in-memory splits of local folders)
+    and the processor's settings, whose tokenizer carries the language and task prefix.
+    """
+    import datasets
+    from datasets.fingerprint import Hasher
+
+    settings = (processor.tokenizer.backend_tokenizer.to_str(), processor.feature_extractor.to_json_string())
+    fingerprint = Hasher.hash((split._fingerprint, settings, max_label_tokens))
+    # Read the variable at call time: datasets fixes its constant when first imported. A local folder's split
+    # lives in memory, so its cache file must be named here.
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE) / "hw-speech"
+    cache.mkdir(parents=True, exist_ok=True)
+    return split.map(
+        partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
+        batched=True,
+        batch_size=32,
+        remove_columns=split.column_names,
+        features=feature_columns(processor),
+        new_fingerprint=fingerprint,
+        cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
+        num_proc=num_proc,
+        desc=desc,
+    )
 
 
 @dataclass(frozen=True)

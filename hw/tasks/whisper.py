@@ -3,7 +3,6 @@
 import logging
 import random
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,13 +74,12 @@ class WhisperEval:
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
 
     def problems(self) -> list[str]:
-        found = (
-            []
-            if self.normalizer in asr.NORMALIZERS
-            else [f"normalizer: {self.normalizer!r} is not one of {', '.join(asr.NORMALIZERS)}"]
-        )
-        if self.zh_convert not in asr.ZH_CONVERSIONS:
-            found.append(f"zh_convert: {self.zh_convert!r} is not one of {', '.join(asr.ZH_CONVERSIONS)}")
+        choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS}
+        found = [
+            f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+            for key, allowed in choices.items()
+            if getattr(self, key) not in allowed
+        ]
         return found + [
             f"{key}: {getattr(self, key)!r} must be at least 1"
             for key in ("batch_size", "max_new_tokens")
@@ -121,8 +119,10 @@ def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
     """Train a LoRA adapter (unless eval-only), transcribe the eval split, and write the run's artifacts."""
     source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
-    saved_processor = checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file()
-    processor = speech.load_processor(checkpoint if saved_processor else source, cfg.language, cfg.task)
+    if checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file():
+        processor = speech.load_processor(checkpoint, cfg.language, cfg.task)
+    else:
+        processor = speech.load_processor(source, cfg.language, cfg.task, cfg.model.revision)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     features, clip_counts = _features(splits, processor, source, cfg)
     epochs, counts = [], {}
@@ -182,28 +182,18 @@ def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
 def _features(
     splits: dict[str, Any], processor: Any, source: str, cfg: WhisperConfig
 ) -> tuple[dict[str, Any], list[list[Any]]]:
-    """Log-mel features and label ids of the usable clips of each split, and a row of clip counts per split.
-
-    Computed once per split and processor, then read from the `datasets` cache under a fingerprint of both.
-    """
-    from datasets.fingerprint import Hasher
+    """Log-mel features and label ids of the usable clips of each split (cached), and clip counts per split."""
     from transformers import AutoConfig
 
-    max_label_tokens = AutoConfig.from_pretrained(source).max_target_positions
-    settings = (processor.tokenizer.backend_tokenizer.to_str(), processor.feature_extractor.to_json_string())
+    max_label_tokens = AutoConfig.from_pretrained(source, revision=cfg.model.revision).max_target_positions
     kept, counts = {}, []
     for name, split in splits.items():
-        fingerprint = Hasher.hash((split._fingerprint, settings, cfg.language, cfg.task, max_label_tokens))
-        computed = split.map(
-            partial(speech.speech_features, processor=processor, max_label_tokens=max_label_tokens),
-            batched=True,
-            batch_size=32,
-            remove_columns=split.column_names,
-            features=speech.feature_columns(processor),
-            new_fingerprint=fingerprint,
-            cache_file_name=str(_cache_dir() / f"whisper-features-{fingerprint}.arrow"),
-            num_proc=cfg.data.preprocessing_num_workers,
-            desc=f"Log-mel features ({name})",
+        computed = speech.cached_features(
+            split,
+            processor,
+            max_label_tokens,
+            cfg.data.preprocessing_num_workers,
+            f"Log-mel features ({name})",
         )
         reasons, files = list(computed["skipped"]), list(computed["file"])
         for reason in speech.SKIP_REASONS:
@@ -211,23 +201,12 @@ def _features(
             if skipped:
                 log.warning("%s: skipped %d %s clip(s): %s", name, len(skipped), reason, ", ".join(skipped))
         kept[name] = computed.select([index for index, why in enumerate(reasons) if not why])
-        counts.append(
-            [name, len(computed), len(kept[name]), *(reasons.count(r) for r in speech.SKIP_REASONS)]
-        )
+        counts.append([name, len(computed), len(kept[name]), *map(reasons.count, speech.SKIP_REASONS)])
         if not len(kept[name]):
             raise HwError(
-                f"no usable clip in the {name} split of {cfg.data.dataset!r}; see the skipped clips logged above"
+                f"no usable clip in the {name} split of {cfg.data.dataset!r}; see the clips logged above"
             )
     return kept, counts
-
-
-def _cache_dir() -> Path:
-    import os
-
-    import datasets
-
-    # Read at call time: datasets fixes its own constant when first imported.
-    return Path(os.environ.get("HF_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE)
 
 
 def _train(

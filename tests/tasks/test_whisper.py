@@ -34,10 +34,9 @@ def _metrics(run_dir: Path) -> dict:
 
 
 def _whisper(work: Path, name: str, *args: str) -> dict:
-    """One `hw whisper --tiny` run into `work/name`; its metrics."""
-    _invoke(
-        ["whisper", "--tiny", *args, "--output-dir", str(work / name), "--reports-dir", str(work / "reports")]
-    )
+    """One `hw whisper --tiny` run into `work/name`, its report into `work/reports-name`; its metrics."""
+    reports = work / f"reports-{name}"
+    _invoke(["whisper", "--tiny", *args, "--output-dir", str(work / name), "--reports-dir", str(reports)])
     return _metrics(work / name)
 
 
@@ -71,6 +70,16 @@ def test_eval_only_on_the_saved_adapter_reproduces_the_run(runs: tuple[str, Path
     )
 
 
+def test_eval_only_scores_a_full_model_checkpoint(runs: tuple[str, Path]) -> None:
+    from hw import tiny
+
+    language, work = runs
+    base = tiny.materialize("tiny:whisper")
+    metrics = _whisper(work, "full", "--lang", language, "--eval-only", "--checkpoint", base)
+    assert metrics["weights"] == f"full model from --checkpoint ({base}), float32"
+    assert metrics["final"] == _metrics(work / "base")["final"]  # the base, loaded as a full model
+
+
 def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
     language, work = runs
     assert _metrics(work / "base")["weights"] == "base model tiny:whisper (not fine-tuned), float32"
@@ -80,8 +89,10 @@ def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
     assert "scoring the base model tiny:whisper as it is" in (work / "base" / "run.log").read_text(
         encoding="utf-8"
     )
-    fragment = (work / "reports" / "fragments" / f"whisper-{language}-tiny.md").read_text(encoding="utf-8")
-    assert "**weights scored:** LoRA adapter from --checkpoint" in fragment  # the last run written wins
+    fragment = (work / "reports-trained" / "fragments" / f"whisper-{language}-tiny.md").read_text(
+        encoding="utf-8"
+    )
+    assert f"**weights scored:** {trained}" in fragment
 
 
 def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
