@@ -105,6 +105,17 @@ def clip_name(clip: str | dict) -> str:
     return Path(path).name if path else "(embedded bytes)"
 
 
+def log_mel(extractor: Any, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    """Whisper's log-mel features of 16 kHz waveforms, shape (clips, mel bins, frames).
+
+    One clip at a time: on a CPU, one batched STFT of 30 s windows runs about 3× slower than the same clips
+    one by one, its intermediates overflowing the caches (bench/bench_whisper.py measures it).
+    """
+    return np.stack(
+        [extractor(waveform, sampling_rate=audio.TARGET_RATE).input_features[0] for waveform in waveforms]
+    )
+
+
 def feature_columns(processor: Any) -> Any:
     """The `datasets.Features` of `speech_features` rows; log-mel features as a fixed-shape array (fast reads)."""
     import datasets
@@ -145,13 +156,12 @@ def speech_features(batch: dict[str, list], processor: Any, max_label_tokens: in
         "transcript too long" if not reason and len(ids) > max_label_tokens else reason
         for reason, ids in zip(skipped, labels, strict=True)
     ]
-    kept = [waveform for waveform, reason in zip(waveforms, skipped, strict=True) if not reason]
-    computed = iter(
-        extractor(kept, sampling_rate=audio.TARGET_RATE, return_tensors="np").input_features if kept else []
-    )
     empty = np.zeros((extractor.feature_size, extractor.nb_max_frames), np.float32)
     return {
-        "input_features": [empty if reason else next(computed) for reason in skipped],
+        "input_features": [
+            empty if reason else log_mel(extractor, [waveform])[0]
+            for waveform, reason in zip(waveforms, skipped, strict=True)
+        ],
         "labels": labels,
         "duration": [0.0 if w is None else len(w) / audio.TARGET_RATE for w in waveforms],
         "sentence": list(batch["sentence"]),
@@ -276,9 +286,7 @@ def transcribe(model: Any, processor: Any, waveforms: Sequence[np.ndarray], deco
     """Greedy transcripts of 16 kHz waveforms (each at most the encoder's window), in input order."""
 
     def features_of(indices: list[int]) -> np.ndarray:
-        chosen = [waveforms[index] for index in indices]
-        extractor = processor.feature_extractor
-        return extractor(chosen, sampling_rate=audio.TARGET_RATE, return_tensors="np").input_features
+        return log_mel(processor.feature_extractor, [waveforms[index] for index in indices])
 
     return transcribe_features(model, processor, features_of, [len(w) for w in waveforms], decoding)
 

@@ -93,6 +93,7 @@ def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
         encoding="utf-8"
     )
     assert f"**weights scored:** {trained}" in fragment
+    assert "| Source | Epoch | Training Loss | Validation Loss | WER | CER | wer_orthographic |" in fragment
 
 
 def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
