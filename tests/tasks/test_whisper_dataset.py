@@ -81,10 +81,16 @@ def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, s
     assert entries[0]["model"] == "tiny:whisper" and entries[0]["segment_seconds"] == 2.0
 
 
-def test_the_result_loads_as_an_audiofolder(built: tuple[Path, Path, str]) -> None:
+def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path: Path) -> None:
     _, out, _ = built
     splits = speech.load_speech_splits(str(out))
     assert {name: len(split) for name, split in splits.items()} == {"train": 4, "test": 2}
+    args = ["whisper", "--lang", "fr", "--tiny", "--set", f"data.dataset={out}", "--set", "train.num_train_epochs=1",
+            "--output-dir", str(tmp_path / "run"), "--reports-dir", str(tmp_path / "reports")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["data"] == {"train": 4, "validation": 2, "eval": 2}
 
 
 def test_rerun_skips_done_media_and_logs_a_file_without_audio(built: tuple[Path, Path, str]) -> None:
