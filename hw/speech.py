@@ -2,6 +2,7 @@
 model loading and batched transcription sorted by duration."""
 
 import csv
+import importlib.util
 import io
 import logging
 import os
@@ -58,6 +59,11 @@ def load_whisper(source: str, revision: str = "main", *, load_in_8bit: bool = Fa
 
     options: dict[str, Any] = {"revision": revision}
     if load_in_8bit and torch.cuda.is_available():
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise HwError(
+                "load_in_8bit: true needs bitsandbytes, which is not installed; pip install 'hw[gpu]', "
+                "or pass --set load_in_8bit=false to train without quantization"
+            )
         options.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": 0})
     elif load_in_8bit:
         log.info("no CUDA device: loading %s in full precision (fp32) instead of 8-bit", source)
