@@ -30,12 +30,20 @@ HOMEWORKS = {
         "hw qa --tiny   |   hw qa   |   hw qa --variant qa-continue --set model.name_or_path=runs/qa/<run>/model",
         "QAConfig",
     ),
+    "whisper": (
+        "LoRA fine-tune openai/whisper-large-v2 (8-bit on CUDA) on Common Voice; score WER and CER (--lang zh|fr).",
+        "hw whisper --lang zh --tiny   |   hw whisper --lang fr   |   hw whisper --lang zh --set data.dataset=DIR",
+        "WhisperConfig",
+    ),
     "tang": (
         "QLoRA-tune TAIDE-LX-7B-Chat (--variant tang-breeze: Breeze-7B) to continue Tang poems; score them offline.",
         "hw tang --data DIR   |   hw tang --tiny   |   hw tang --eval-only --checkpoint RUN --sweep temperature=0.1,0.7,1.2",
         "TangConfig",
     ),
 }
+
+# homework → (flag, help, default) when its variants are not called `--variant`.
+VARIANT_OPTIONS = {"whisper": ("--lang", "Language of the speech: zh (Common Voice zh-CN) or fr.", "zh")}
 
 app = typer.Typer(
     help="One command per homework of the fine-tuning course: train, evaluate, and write a report to hand in.",
@@ -152,11 +160,12 @@ def _register(homework: str) -> None:
     """Add `hw <homework>` with the options every homework shares, plus its own from EXTRA_OPTIONS."""
     summary, example, _ = HOMEWORKS[homework]
     extra = EXTRA_OPTIONS.get(homework, {})
+    flag, flag_help, default = VARIANT_OPTIONS.get(
+        homework, ("--variant", "Packaged config to start from.", None)
+    )
 
     def command(
-        variant: Annotated[
-            str | None, typer.Option("--variant", help="Packaged config to start from.")
-        ] = None,
+        variant: Annotated[str | None, typer.Option(flag, help=flag_help)] = default,
         config: ConfigOption = None,
         set: SetOption = None,
         tiny: TinyOption = False,
@@ -171,6 +180,8 @@ def _register(homework: str) -> None:
         **extra_values: Any,
     ) -> None:
         with _user_errors():
+            if homework in VARIANT_OPTIONS:
+                _require_variant(homework, flag, variant)
             overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
@@ -188,6 +199,15 @@ def _register(homework: str) -> None:
     ]
     command.__signature__ = signature.replace(parameters=shared + own)
     app.command(name=homework, help=summary, epilog=f"Example: {example}")(command)
+
+
+def _require_variant(homework: str, flag: str, variant: str | None) -> None:
+    """A named variant option (`--lang`) gets an error in its own words: `--lang 'de' is not supported`."""
+    from hw import config
+
+    if variant not in config.variants(homework):
+        choices = ", ".join(sorted(config.variants(homework)))
+        raise HwError(f"{flag} {variant!r} is not supported by hw {homework}; choose one of: {choices}")
 
 
 def _flag_overrides(
@@ -317,8 +337,58 @@ def smoke(
         typer.echo(f"summary: {report_module.assemble(workdir / 'reports')}")
 
 
+@app.command(
+    name="whisper-dataset",
+    epilog="Example: hw whisper-dataset talk.mp4 lecture.m4a --out data/mine --opencc s2twp",
+)
+def whisper_dataset(
+    media: Annotated[list[Path], typer.Argument(help="Video or audio files (mp4, mkv, m4a, wav, mp3…).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Audiofolder to create or extend (train/, test/, log.jsonl).")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", help="Whisper that writes the labels.")
+    ] = "ADT109119/whisper-small-zh-TW",
+    lang: Annotated[str, typer.Option("--lang", help="Whisper language code of the speech.")] = "zh",
+    segment_seconds: Annotated[float, typer.Option("--segment-seconds", help="Clip length.")] = 10.0,
+    overlap_seconds: Annotated[
+        float, typer.Option("--overlap-seconds", help="Overlap of consecutive clips.")
+    ] = 2.0,
+    test_ratio: Annotated[
+        float, typer.Option("--test-ratio", help="Share of each medium's clips in test/.")
+    ] = 0.33,
+    seed: SeedOption = 42,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generate call.")] = 16,
+    opencc: Annotated[
+        str | None, typer.Option("--opencc", help="OpenCC conversion of the labels, e.g. s2twp.")
+    ] = None,
+) -> None:
+    """Cut your own recordings into overlapping 16 kHz clips, pseudo-label them with Whisper, write an audiofolder."""
+    with _user_errors():
+        from hw.tasks import whisper_dataset as builder
+
+        options = builder.DatasetOptions(
+            model=model,
+            language=lang,
+            segment_seconds=segment_seconds,
+            overlap_seconds=overlap_seconds,
+            test_ratio=test_ratio,
+            seed=seed,
+            batch_size=batch_size,
+            opencc=opencc,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        with _logging_to(out / "run.log"):
+            counts = builder.build(media, out, options)
+        typer.echo(
+            f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "
+            f"{counts['test']} test), {counts['already_done']} already done, {counts['failed']} failed; "
+            f"see {out / builder.LOG_NAME}"
+        )
+
+
 score_app = typer.Typer(
-    help="Score a predictions file against a dataset file, as the official evaluation scripts do.",
+    help="Score existing predictions without a model: SQuAD (official v1.1 rules) or speech (WER/CER).",
     no_args_is_help=True,
 )
 app.add_typer(score_app, name="score")
@@ -347,6 +417,35 @@ def score_squad(
             f"exact match {result['exact_match']:.2f} · F1 {result['f1']:.2f} on {result['total']} questions "
             f"({result['missing']} without a prediction, scored 0)"
         )
+
+
+@score_app.command(name="asr", epilog="Example: hw score asr runs/whisper/zh-*/samples.jsonl --normalize zh")
+def score_asr(
+    file: Annotated[Path, typer.Argument(help="CSV (with a header row) or JSONL of transcripts.")],
+    hyp_col: Annotated[str, typer.Option("--hyp-col", help="Column of the hypotheses.")] = "hypothesis",
+    ref_col: Annotated[str, typer.Option("--ref-col", help="Column of the references.")] = "reference",
+    normalize: Annotated[str, typer.Option("--normalize", help="none, basic or zh.")] = "basic",
+    zh_convert: Annotated[
+        str, typer.Option("--zh-convert", help="OpenCC conversion for zh: t2s, s2twp…")
+    ] = "t2s",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """WER and CER (with substitutions, deletions, insertions) of a file of hypotheses and references."""
+    import json
+
+    from hw.metrics import asr
+
+    with _user_errors():
+        result = asr.score_file(file, hyp_col, ref_col, normalize, zh_convert)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    typer.echo(
+        f"{result['utterances']} utterances, normalizer {normalize}: WER {result['wer']:.4f} "
+        f"(S {result['substitutions']}, D {result['deletions']}, I {result['insertions']} of "
+        f"{result['reference_words']} words), CER {result['cer']:.4f}, "
+        f"sentence error rate {result['sentence_error_rate']:.4f}, mean utterance WER {result['mean_utterance_wer']:.4f}"
+    )
 
 
 def main() -> None:

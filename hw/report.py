@@ -173,7 +173,7 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
             f"accumulation {train.get('gradient_accumulation_steps')}, {train.get('num_train_epochs')} epochs, "
             f"weight decay {train.get('weight_decay')}, precision {train.get('precision')}"
         )
-    if settings.get("lora"):
+    if settings.get("lora") and not settings["run"]["eval_only"]:
         lora = settings["lora"]
         lines.append(
             f"- **LoRA:** r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {', '.join(lora['target_modules'])}"

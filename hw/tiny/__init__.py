@@ -57,12 +57,12 @@ def materialize(name_or_path: str) -> str:
 
 
 # Bump when a builder changes what it writes, so caches from an older hw are not reused.
-VERSION = 6
+VERSION = 7
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import causal_lm, classification, qa
+    from hw.tiny import causal_lm, classification, qa, whisper
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
@@ -71,6 +71,9 @@ def _builders() -> dict[str, Callable[[Path], None]]:
         "imdb": classification.build_imdb,
         "distilbert-qa": qa.build_encoder,
         "squad": qa.build_squad,
+        "whisper": whisper.build_model,
+        "commonvoice-zh": partial(whisper.build_commonvoice, language="zh"),
+        "commonvoice-fr": partial(whisper.build_commonvoice, language="fr"),
         "tang-llama": causal_lm.build_model,
         "tang": causal_lm.build_poem_data,
     }

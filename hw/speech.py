@@ -1,0 +1,398 @@
+"""Whisper plumbing shared by the speech homeworks: processor and prefix tokens, clips to features, collator,
+model loading and batched transcription sorted by duration."""
+
+import csv
+import importlib.util
+import io
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from hw import audio, sources
+from hw.errors import HwError
+
+log = logging.getLogger(__name__)
+
+# Reasons a clip is left out of the features, in the order the report counts them.
+SKIP_REASONS = ("undecodable", "too long", "transcript too long")
+
+
+def whisper_languages() -> dict[str, str]:
+    """Whisper's language codes and names (`zh` → `chinese`), in the order of its language tokens."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    return dict(LANGUAGES)
+
+
+def load_processor(source: str, language: str, task: str = "transcribe", revision: str = "main") -> Any:
+    """A `WhisperProcessor` whose tokenizer writes `<|startoftranscript|><|lang|><|task|><|notimestamps|>` first."""
+    from transformers import WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(source, revision=revision)
+    processor.tokenizer.set_prefix_tokens(language=language, task=task)
+    return processor
+
+
+def set_language(model: Any, language: str, task: str = "transcribe") -> None:
+    """Fix language and task in the generation config; the older `forced_decoder_ids` would override them."""
+    model.generation_config.language = language
+    model.generation_config.task = task
+    model.generation_config.forced_decoder_ids = None
+    model.config.forced_decoder_ids = None
+
+
+def load_whisper(source: str, revision: str = "main", *, load_in_8bit: bool = False) -> Any:
+    """`WhisperForConditionalGeneration` from a resolved source, in 8-bit (bitsandbytes) when asked and on CUDA.
+
+    Without CUDA, 8-bit is impossible (bitsandbytes kernels are GPU code): the model loads in full precision
+    and the log says so.
+    """
+    from transformers import BitsAndBytesConfig, WhisperForConditionalGeneration
+
+    options: dict[str, Any] = {"revision": revision}
+    if load_in_8bit and torch.cuda.is_available():
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise HwError(
+                "load_in_8bit: true needs bitsandbytes, which is not installed; pip install 'hw[gpu]', "
+                "or pass --set load_in_8bit=false to train without quantization"
+            )
+        options.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": 0})
+    elif load_in_8bit:
+        log.info("no CUDA device: loading %s in full precision (fp32) instead of 8-bit", source)
+    return WhisperForConditionalGeneration.from_pretrained(source, **options)
+
+
+def for_inference(model: Any, precision: str = "auto") -> Any:
+    """Merge a LoRA adapter into its base (`merge_and_unload`), move to the GPU in half precision, eval mode.
+
+    Args:
+        model: a Whisper model, possibly a `PeftModel`.
+        precision: `auto`, `bf16`, `fp16` or `fp32` as `TrainConfig.precision`; fp32 on CPU.
+    """
+    from hw.training import precision_flags
+
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if torch.cuda.is_available():
+        flags = precision_flags(precision)
+        dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
+        model = model.to("cuda", dtype=dtype)
+    return model.eval()
+
+
+def load_clip(clip: str | dict) -> np.ndarray:
+    """16 kHz mono samples of a clip given as a file path or as `datasets`' undecoded `{"bytes", "path"}`.
+
+    Raises:
+        HwError: missing or undecodable file or bytes.
+    """
+    if isinstance(clip, dict) and clip.get("bytes"):
+        try:
+            samples, rate = soundfile.read(io.BytesIO(clip["bytes"]), dtype="float32", always_2d=True)
+        except soundfile.LibsndfileError as error:
+            raise HwError(
+                f"cannot decode audio {clip.get('path') or '(embedded bytes)'} ({error.error_string.rstrip('.')})"
+            ) from None
+        return audio.resample(samples.mean(axis=1, dtype=np.float32), rate)
+    return audio.load_16k_mono(clip["path"] if isinstance(clip, dict) else clip)
+
+
+def clip_name(clip: str | dict) -> str:
+    """The file name of a clip, for logs and samples."""
+    path = clip.get("path") if isinstance(clip, dict) else clip
+    return Path(path).name if path else "(embedded bytes)"
+
+
+def log_mel(extractor: Any, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    """Whisper's log-mel features of 16 kHz waveforms, shape (clips, mel bins, frames).
+
+    One clip at a time: on a CPU, one batched STFT of 30 s windows runs about 3× slower than the same clips
+    one by one, its intermediates overflowing the caches (bench/bench_whisper.py measures it).
+    """
+    return np.stack(
+        [extractor(waveform, sampling_rate=audio.TARGET_RATE).input_features[0] for waveform in waveforms]
+    )
+
+
+def feature_columns(processor: Any) -> Any:
+    """The `datasets.Features` of `speech_features` rows; log-mel features as a fixed-shape array (fast reads)."""
+    import datasets
+
+    extractor = processor.feature_extractor
+    return datasets.Features(
+        {
+            "input_features": datasets.Array2D((extractor.feature_size, extractor.nb_max_frames), "float32"),
+            "labels": datasets.List(datasets.Value("int32")),
+            "duration": datasets.Value("float32"),
+            "sentence": datasets.Value("string"),
+            "file": datasets.Value("string"),
+            "skipped": datasets.Value("string"),
+        }
+    )
+
+
+def speech_features(batch: dict[str, list], processor: Any, max_label_tokens: int) -> dict[str, list]:
+    """Batched `datasets.map` function: clips (`audio`) and transcripts (`sentence`) to Whisper inputs.
+
+    A clip that cannot be decoded, that is longer than the encoder's window (30 s for Whisper), or whose
+    transcript needs more than `max_label_tokens` tokens is kept as a row of zeros with its reason in
+    `skipped`, so the counts survive the cache; callers filter those rows out.
+    """
+    extractor = processor.feature_extractor
+    waveforms, skipped = [], []
+    for clip in batch["audio"]:
+        try:
+            waveform = load_clip(clip)
+        except HwError as error:
+            log.warning("skipping clip: %s", error)
+            waveform = None
+        too_long = waveform is not None and len(waveform) > extractor.n_samples
+        waveforms.append(waveform)
+        skipped.append("undecodable" if waveform is None else "too long" if too_long else "")
+    labels = processor.tokenizer(list(batch["sentence"])).input_ids
+    skipped = [
+        "transcript too long" if not reason and len(ids) > max_label_tokens else reason
+        for reason, ids in zip(skipped, labels, strict=True)
+    ]
+    empty = np.zeros((extractor.feature_size, extractor.nb_max_frames), np.float32)
+    return {
+        "input_features": [
+            empty if reason else log_mel(extractor, [waveform])[0]
+            for waveform, reason in zip(waveforms, skipped, strict=True)
+        ],
+        "labels": labels,
+        "duration": [0.0 if w is None else len(w) / audio.TARGET_RATE for w in waveforms],
+        "sentence": list(batch["sentence"]),
+        "file": [clip_name(clip) for clip in batch["audio"]],
+        "skipped": skipped,
+    }
+
+
+def cached_features(
+    split: Any,
+    processor: Any,
+    max_label_tokens: int,
+    num_proc: int | None = None,
+    desc: str = "Log-mel features",
+) -> Any:
+    """`speech_features` of a whole split, computed once and then read from the `datasets` cache.
+
+    The cache key is explicit: the split's fingerprint (its content, for the in-memory splits of local folders)
+    and the processor's settings, whose tokenizer carries the language and task prefix.
+    """
+    import datasets
+    from datasets.fingerprint import Hasher
+
+    settings = (processor.tokenizer.backend_tokenizer.to_str(), processor.feature_extractor.to_json_string())
+    fingerprint = Hasher.hash((split._fingerprint, settings, max_label_tokens))
+    # Read the variable at call time: datasets fixes its constant when first imported. A local folder's split
+    # lives in memory, so its cache file must be named here.
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE) / "hw-speech"
+    cache.mkdir(parents=True, exist_ok=True)
+    return split.map(
+        partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
+        batched=True,
+        batch_size=32,
+        remove_columns=split.column_names,
+        features=feature_columns(processor),
+        new_fingerprint=fingerprint,
+        cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
+        num_proc=num_proc,
+        desc=desc,
+    )
+
+
+@dataclass(frozen=True)
+class SpeechCollator:
+    """Stack log-mel features and pad labels with -100 (ignored by the loss).
+
+    The tokenizer writes `<|startoftranscript|>` first, but the model prepends it itself when it shifts the
+    labels right, so it is dropped here (as in Hugging Face's Whisper fine-tuning guide).
+    """
+
+    decoder_start_token_id: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(row["labels"]) for row in rows)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
+        for index, row in enumerate(rows):
+            labels[index, : len(row["labels"])] = torch.as_tensor(row["labels"])
+        if (labels[:, 0] == self.decoder_start_token_id).all():
+            labels = labels[:, 1:]
+        features = torch.as_tensor(np.stack([np.asarray(row["input_features"]) for row in rows]))
+        return {"input_features": features, "labels": labels}
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How transcripts are generated."""
+
+    language: str
+    """Whisper language code (`zh`, `fr`)."""
+    task: str = "transcribe"
+    """`transcribe` or `translate`."""
+    batch_size: int = 16
+    """Clips per `generate` call."""
+    max_new_tokens: int = 128
+    """Tokens generated at most per clip, after the four prefix tokens."""
+
+
+def duration_batches(durations: Sequence[float], batch_size: int) -> list[list[int]]:
+    """Indices in batches, longest clips first, so a batch's transcripts end at about the same step."""
+    order = sorted(range(len(durations)), key=lambda index: -durations[index])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def transcribe_features(
+    model: Any,
+    processor: Any,
+    features_of: Callable[[list[int]], np.ndarray],
+    durations: Sequence[float],
+    decoding: Decoding,
+) -> list[str]:
+    """Greedy transcripts of every clip, generated in duration-sorted batches and returned in input order.
+
+    Args:
+        features_of: indices → their log-mel features, shape (batch, mel bins, frames).
+        durations: seconds of each clip; only their order matters.
+    """
+    transcripts = [""] * len(durations)
+    parameter = next(model.parameters())
+    # The decoder has max_target_positions places; the four prefix tokens take the first ones.
+    max_new_tokens = min(decoding.max_new_tokens, model.config.max_target_positions - 4)
+    for indices in duration_batches(durations, decoding.batch_size):
+        features = torch.as_tensor(features_of(indices)).to(parameter.device, parameter.dtype)
+        generated = model.generate(
+            input_features=features,
+            # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
+            attention_mask=torch.ones(
+                features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
+            ),
+            language=decoding.language,
+            task=decoding.task,
+            max_new_tokens=max_new_tokens,
+        )
+        for index, text in zip(
+            indices, processor.tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True
+        ):
+            transcripts[index] = text.strip()
+    return transcripts
+
+
+def transcribe(model: Any, processor: Any, waveforms: Sequence[np.ndarray], decoding: Decoding) -> list[str]:
+    """Greedy transcripts of 16 kHz waveforms (each at most the encoder's window), in input order."""
+
+    def features_of(indices: list[int]) -> np.ndarray:
+        return log_mel(processor.feature_extractor, [waveforms[index] for index in indices])
+
+    return transcribe_features(model, processor, features_of, [len(w) for w in waveforms], decoding)
+
+
+# Common Voice release layout: clips/*.mp3 plus one TSV per split (dev.tsv is the validation split).
+COMMONVOICE_SPLITS = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+# `audiofolder` layout: metadata.csv (file_name, transcription) at the top, or in one subfolder per split.
+AUDIOFOLDER_SPLITS = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
+
+
+def load_speech_splits(
+    dataset: str, config_name: str | None = None, revision: str = "main", text_column: str = "sentence"
+) -> dict[str, Any]:
+    """Every split of a speech dataset as a `datasets.Dataset` with columns `audio` and `sentence`.
+
+    `audio` holds a file path or `{"bytes", "path"}`; nothing is decoded here (see `load_clip`). Accepted:
+    a Common Voice download (`clips/` and `train.tsv`/`dev.tsv`/`test.tsv`), an `audiofolder` directory,
+    or anything `sources.load_dataset_dict` reads (Hub id in parquet form, `save_to_disk` folder).
+
+    Args:
+        text_column: the transcript column of a Hub or `save_to_disk` dataset.
+    """
+    from hw import tiny
+
+    path = Path(tiny.materialize(dataset)).expanduser()
+    if path.is_dir() and any((path / name).is_file() for name in COMMONVOICE_SPLITS.values()):
+        return _commonvoice(path)
+    if path.is_dir() and _metadata_files(path):
+        return _audiofolder(path, text_column)
+    dataset_dict = sources.load_dataset_dict(dataset, config_name, revision)
+    return {name: _audio_and_sentence(split, text_column, dataset) for name, split in dataset_dict.items()}
+
+
+def _read_rows(path: Path, required: list[str], delimiter: str) -> list[dict[str, str]]:
+    # Common Voice TSVs are written unquoted (sentences may hold a lone "), metadata.csv quoted as CSV.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
+        rows, columns = list(reader), reader.fieldnames or []
+    missing = [column for column in required if column not in columns]
+    if missing:
+        raise HwError(
+            f"{path} lacks column(s) {', '.join(missing)} (it has: {', '.join(columns) or 'none'}); "
+            f"give it a header row with {', '.join(required)}"
+        )
+    return rows
+
+
+def _commonvoice(folder: Path) -> dict[str, Any]:
+    import datasets
+
+    splits = {}
+    for split, file_name in COMMONVOICE_SPLITS.items():
+        if (folder / file_name).is_file():
+            rows = _read_rows(folder / file_name, ["path", "sentence"], "\t")
+            splits[split] = datasets.Dataset.from_dict(
+                {
+                    "audio": [str(folder / "clips" / row["path"]) for row in rows],
+                    "sentence": [row["sentence"] for row in rows],
+                }
+            )
+    return splits
+
+
+def _metadata_files(folder: Path) -> dict[str, Path]:
+    """Split name → metadata.csv: one per split subfolder, else the top-level one as `train`."""
+    found = {
+        split: folder / subfolder / "metadata.csv"
+        for subfolder, split in AUDIOFOLDER_SPLITS.items()
+        if (folder / subfolder / "metadata.csv").is_file()
+    }
+    if not found and (folder / "metadata.csv").is_file():
+        found["train"] = folder / "metadata.csv"
+    return found
+
+
+def _audiofolder(folder: Path, text_column: str) -> dict[str, Any]:
+    import datasets
+
+    splits = {}
+    for split, metadata in _metadata_files(folder).items():
+        with metadata.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+        text = text_column if text_column in header else "transcription"
+        rows = _read_rows(metadata, ["file_name", text], ",")
+        splits[split] = datasets.Dataset.from_dict(
+            {
+                "audio": [str(metadata.parent / row["file_name"]) for row in rows],
+                "sentence": [row[text] for row in rows],
+            }
+        )
+    return splits
+
+
+def _audio_and_sentence(split: Any, text_column: str, dataset: str) -> Any:
+    """Keep the audio undecoded (`Audio(decode=False)`: datasets' decoder needs torchcodec and FFmpeg)."""
+    import datasets
+
+    sources.require_columns(split, ["audio", text_column], dataset)
+    if isinstance(split.features["audio"], datasets.Audio):
+        split = split.cast_column("audio", datasets.Audio(decode=False))
+    split = split.select_columns(["audio", text_column])
+    return split if text_column == "sentence" else split.rename_column(text_column, "sentence")

@@ -1,0 +1,353 @@
+"""`hw whisper --lang zh|fr`: LoRA fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hw import runs, sources, speech
+from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.errors import HwError
+from hw.metrics import asr
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, with_lora
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WhisperData:
+    """Which clips, how many, and from where."""
+
+    dataset: str = "mozilla-foundation/common_voice_11_0"
+    """Hub id (parquet), `save_to_disk` folder, Common Voice download (clips/ + TSVs), audiofolder, or `tiny:NAME`."""
+    config_name: str | None = None
+    """Hub dataset configuration: the Common Voice locale (`zh-CN`, `fr`)."""
+    revision: str = "main"
+    """Hub dataset branch, tag or commit."""
+    train_split: str = "train"
+    """Split to train on."""
+    validation_split: str = "validation"
+    """Split whose loss is tracked during training; without one, the eval split is used (and logged)."""
+    eval_split: str = "test"
+    """Split transcribed and scored."""
+    text_column: str = "sentence"
+    """Transcript column of a Hub or `save_to_disk` dataset (an audiofolder's is `transcription`)."""
+    max_train_samples: int | None = 640
+    """Training clips drawn after shuffling; None (`--max-train-samples all`) uses the whole split."""
+    max_validation_samples: int | None = 320
+    """Validation clips drawn after shuffling; None uses the whole split."""
+    max_eval_samples: int | None = 320
+    """Scored clips drawn after shuffling; None uses the whole split."""
+    shuffle_seed: int = 16
+    """Seed of the shuffle before each subset is drawn (the course: `shuffle(seed=16)`)."""
+    preprocessing_num_workers: int | None = None
+    """Processes that decode clips and compute log-mel features (once; the result is cached)."""
+
+    def problems(self) -> list[str]:
+        limits = (
+            "max_train_samples",
+            "max_validation_samples",
+            "max_eval_samples",
+            "preprocessing_num_workers",
+        )
+        return [
+            f"{key}: {getattr(self, key)!r} must be at least 1"
+            for key in limits
+            if getattr(self, key) is not None and getattr(self, key) < 1
+        ]
+
+
+@dataclass(frozen=True)
+class WhisperEval:
+    """How transcripts are generated and scored."""
+
+    normalizer: str = "basic"
+    """Text normalizer of the headline scores: `basic` (lowercase, no punctuation, accents kept) or `zh`."""
+    zh_convert: str = "t2s"
+    """OpenCC conversion of both sides for `zh`: `t2s` for zh-CN references, `s2twp` for zh-TW."""
+    batch_size: int = 16
+    """Clips per `generate` call (batches are sorted by duration)."""
+    max_new_tokens: int = 128
+    """Tokens generated at most per clip (the course's `generation_max_length`)."""
+    samples_seed: int = 0
+    """Seed of the order of samples.jsonl, whose first rows the report shows."""
+
+    def problems(self) -> list[str]:
+        choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS}
+        found = [
+            f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+            for key, allowed in choices.items()
+            if getattr(self, key) not in allowed
+        ]
+        return found + [
+            f"{key}: {getattr(self, key)!r} must be at least 1"
+            for key in ("batch_size", "max_new_tokens")
+            if getattr(self, key) < 1
+        ]
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    """One `hw whisper` run."""
+
+    run: RunOptions
+    model: ModelConfig
+    data: WhisperData
+    train: TrainConfig
+    lora: LoraConfig
+    language: str
+    """Whisper language code of the speech (`zh`, `fr`); set on the tokenizer and the generation config."""
+    task: Literal["transcribe", "translate"] = "transcribe"
+    """Whisper task token."""
+    load_in_8bit: bool = True
+    """Load the base model in 8-bit for training (bitsandbytes; CUDA only, full precision elsewhere)."""
+    eval: WhisperEval = field(default_factory=WhisperEval)
+    reference: list[ReferenceRun] = field(default_factory=list)
+    """Published numbers shown above this run's in the report."""
+
+    def problems(self) -> list[str]:
+        languages = speech.whisper_languages()
+        if self.language in languages:
+            return []
+        return [
+            f"language: {self.language!r} is not a Whisper language code; e.g. {', '.join(list(languages)[:8])}"
+        ]
+
+
+def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
+    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and write the run's artifacts."""
+    source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
+    if checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file():
+        processor = speech.load_processor(checkpoint, cfg.language, cfg.task)
+    else:
+        processor = speech.load_processor(source, cfg.language, cfg.task, cfg.model.revision)
+    splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
+    features, clip_counts = _features(splits, processor, source, cfg)
+    epochs, counts = [], {}
+    if not cfg.run.eval_only:
+        checkpoint, epochs, counts = _train(cfg, source, processor, features, run_dir)
+    model, weights = _inference_model(cfg, source, checkpoint, trained_here=not cfg.run.eval_only)
+    hypotheses = _transcribe(model, processor, features["eval"], cfg)
+    scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
+    final = _final(scores)
+    if epochs:  # the last validation row also carries the scores, so the report's table shows them
+        epochs[-1].update({key: final[key] for key in ("wer", "cer", "wer_orthographic")})
+    samples = _samples(features["eval"], hypotheses, scores["normalized"])
+    # A seeded random order: the report shows the first rows, a fair sample rather than the first clips.
+    random.Random(cfg.eval.samples_seed).shuffle(samples)
+    runs.write_jsonl(run_dir / "samples.jsonl", samples)
+    runs.write_json(
+        run_dir / "metrics.json",
+        {
+            "final": final,
+            "epochs": epochs,
+            "weights": weights,
+            "data": {name: len(split) for name, split in features.items()},
+            "model": counts,
+            "tables": _tables(scores, clip_counts),
+        },
+    )
+    log.info("%s (%s)", " · ".join(f"{key} {value:.4f}" for key, value in final.items()), weights)
+    return final
+
+
+def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
+    """Train, validation and eval splits, shuffled with the course's seed and cut to the configured sizes."""
+    dataset_dict = speech.load_speech_splits(data.dataset, data.config_name, data.revision, data.text_column)
+    wanted = {}
+    if need_train:
+        validation = data.validation_split
+        if validation not in dataset_dict:
+            log.info(
+                "no %r split in %s: validation loss is tracked on %r",
+                validation,
+                data.dataset,
+                data.eval_split,
+            )
+            validation = data.eval_split
+        wanted["train"] = (data.train_split, data.max_train_samples, "data.train_split")
+        wanted["validation"] = (validation, data.max_validation_samples, "data.validation_split")
+    wanted["eval"] = (data.eval_split, data.max_eval_samples, "data.eval_split")
+    splits = {}
+    for name, (split_name, limit, key) in wanted.items():
+        split = sources.require_split(dataset_dict, split_name, data.dataset, key)
+        if limit is not None and limit < len(split):
+            split = split.shuffle(seed=data.shuffle_seed).select(range(limit))
+        splits[name] = split
+    return splits
+
+
+def _features(
+    splits: dict[str, Any], processor: Any, source: str, cfg: WhisperConfig
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Log-mel features and label ids of the usable clips of each split (cached), and clip counts per split."""
+    from transformers import AutoConfig
+
+    max_label_tokens = AutoConfig.from_pretrained(source, revision=cfg.model.revision).max_target_positions
+    kept, counts = {}, []
+    for name, split in splits.items():
+        computed = speech.cached_features(
+            split,
+            processor,
+            max_label_tokens,
+            cfg.data.preprocessing_num_workers,
+            f"Log-mel features ({name})",
+        )
+        reasons, files = list(computed["skipped"]), list(computed["file"])
+        for reason in speech.SKIP_REASONS:
+            skipped = [file for file, why in zip(files, reasons, strict=True) if why == reason]
+            if skipped:
+                log.warning("%s: skipped %d %s clip(s): %s", name, len(skipped), reason, ", ".join(skipped))
+        kept[name] = computed.select([index for index, why in enumerate(reasons) if not why])
+        counts.append([name, len(computed), len(kept[name]), *map(reasons.count, speech.SKIP_REASONS)])
+        if not len(kept[name]):
+            raise HwError(
+                f"no usable clip in the {name} split of {cfg.data.dataset!r}; see the clips logged above"
+            )
+    return kept, counts
+
+
+def _train(
+    cfg: WhisperConfig, source: str, processor: Any, features: dict[str, Any], run_dir: Path
+) -> tuple[str, list[dict[str, Any]], dict[str, int]]:
+    """Train LoRA adapters on the base model; return the saved adapter, the loss rows and parameter counts."""
+    model = speech.load_whisper(source, cfg.model.revision, load_in_8bit=cfg.load_in_8bit)
+    speech.set_language(model, cfg.language, cfg.task)
+    model.config.use_cache = False  # the cache only serves generation; training recomputes everything
+    if getattr(model, "is_loaded_in_8bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        # Non-reentrant checkpointing lets gradients reach the encoder's adapters without input hooks.
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = with_lora(model, cfg.lora, task_type=None)
+    counts = parameter_counts(model)
+    log.info(
+        "LoRA: %s of %s parameters trainable",
+        f"{counts['trainable_parameters']:,}",
+        f"{counts['total_parameters']:,}",
+    )
+    columns = ["input_features", "labels"]
+    trainer = build_trainer(
+        model,
+        cfg.train,
+        run_dir,
+        train_dataset=features["train"].with_format("numpy", columns=columns),
+        eval_dataset=features["validation"].with_format("numpy", columns=columns),
+        data_collator=speech.SpeechCollator(model.config.decoder_start_token_id),
+        processing_class=processor,
+        seq2seq=True,
+        # PEFT + a custom collator: keep the columns the collator reads and name the label column.
+        remove_unused_columns=False,
+        label_names=["labels"],
+    )
+    train(trainer, run_dir, cfg.run.resume)
+    evaluated_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    if cfg.train.eval_strategy != "no" and trainer.state.global_step not in evaluated_steps:
+        trainer.evaluate()  # the curve ends where training ends
+    trainer.save_model(str(run_dir / "model"))
+    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    return str(run_dir / "model"), evaluation_history(trainer.state.log_history), counts
+
+
+def _inference_model(
+    cfg: WhisperConfig, source: str, checkpoint: str | None, trained_here: bool
+) -> tuple[Any, str]:
+    """The model to score, adapter merged, half precision on GPU; and a sentence naming exactly those weights."""
+    base = cfg.model.name_or_path
+    if checkpoint is None:
+        model, weights = (
+            speech.load_whisper(source, cfg.model.revision),
+            f"base model {base} (not fine-tuned)",
+        )
+        log.info("no --checkpoint: scoring the base model %s as it is", base)
+    elif (Path(checkpoint) / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(speech.load_whisper(source, cfg.model.revision), checkpoint)
+        origin = "trained in this run" if trained_here else "from --checkpoint"
+        weights = f"LoRA adapter {origin} ({checkpoint}) on base model {base}, merged for inference"
+    else:
+        model, weights = speech.load_whisper(checkpoint), f"full model from --checkpoint ({checkpoint})"
+    speech.set_language(model, cfg.language, cfg.task)
+    model = speech.for_inference(model, cfg.train.precision)
+    return model, f"{weights}, {str(next(model.parameters()).dtype).removeprefix('torch.')}"
+
+
+def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:
+    """Greedy transcripts of the eval clips, in duration-sorted batches, returned in dataset order."""
+    arrays = eval_features.with_format("numpy", columns=["input_features"])
+    decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+    return speech.transcribe_features(
+        model,
+        processor,
+        lambda indices: arrays[indices]["input_features"],
+        list(eval_features["duration"]),
+        decoding,
+    )
+
+
+def _scores(hypotheses: list[str], references: list[str], evaluation: WhisperEval) -> dict[str, asr.AsrScore]:
+    """Orthographic (`none`) and normalized scores of the same transcripts."""
+    return {
+        "normalized": asr.score(hypotheses, references, evaluation.normalizer, evaluation.zh_convert),
+        "orthographic": asr.score(hypotheses, references, "none"),
+    }
+
+
+def _final(scores: dict[str, asr.AsrScore]) -> dict[str, float]:
+    """Headline first: CER for Chinese (no word spaces), WER otherwise."""
+    normalized, orthographic = scores["normalized"], scores["orthographic"]
+    final = {
+        "wer": normalized.wer,
+        "cer": normalized.cer,
+        "wer_orthographic": orthographic.wer,
+        "cer_orthographic": orthographic.cer,
+        "sentence_error_rate": normalized.sentence_error_rate,
+    }
+    headline = "cer" if normalized.normalize == "zh" else "wer"
+    return {headline: final.pop(headline), **final}
+
+
+def _samples(eval_features: Any, hypotheses: list[str], normalized: asr.AsrScore) -> list[dict[str, Any]]:
+    """One row per scored clip: raw and normalized texts and the clip's own WER and CER."""
+    columns = zip(
+        eval_features["file"], eval_features["duration"], eval_features["sentence"], hypotheses, strict=True
+    )
+    return [
+        {
+            "file": file,
+            "seconds": round(float(duration), 2),
+            "reference": reference,
+            "hypothesis": hypothesis,
+            "reference_normalized": utterance.reference,
+            "hypothesis_normalized": utterance.hypothesis,
+            "wer": utterance.wer,
+            "cer": utterance.cer,
+        }
+        for (file, duration, reference, hypothesis), utterance in zip(
+            columns, normalized.per_utterance, strict=True
+        )
+    ]
+
+
+def _tables(scores: dict[str, asr.AsrScore], clip_counts: list[list[Any]]) -> list[dict[str, Any]]:
+    """Error breakdown per normalizer, and the clips each split kept or skipped."""
+    errors = [
+        [f"{name} ({score.normalize}{', ' + score.zh_convert if score.zh_convert else ''})", score.wer, score.cer,
+         score.substitutions, score.deletions, score.insertions, score.reference_words, score.sentence_error_rate]
+        for name, score in scores.items()
+    ]  # fmt: skip
+    return [
+        {
+            "title": "Errors by normalizer (S/D/I: substituted, deleted, inserted words; characters for zh)",
+            "columns": ["Normalizer", "WER", "CER", "S", "D", "I", "Reference words", "Sentence error rate"],
+            "rows": errors,
+        },
+        {
+            "title": "Clips per split",
+            "columns": ["Split", "Clips", "Kept", *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)],
+            "rows": clip_counts,
+        },
+    ]

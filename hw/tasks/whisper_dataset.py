@@ -1,0 +1,192 @@
+"""`hw whisper-dataset`: one's own recordings and videos → overlapping 16 kHz clips, pseudo-labelled by Whisper, as
+an audiofolder that `hw whisper --set data.dataset=DIR` trains on."""
+
+import csv
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw import audio, sources, speech
+from hw.errors import HwError
+from hw.metrics import asr
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How media become labelled clips."""
+
+    model: str = "ADT109119/whisper-small-zh-TW"
+    """Whisper that writes the pseudo-labels: Hub id, local directory or `tiny:NAME`."""
+    language: str = "zh"
+    """Whisper language code of the speech."""
+    segment_seconds: float = 10.0
+    """Length of each clip; at most the model's window (30 s for Whisper)."""
+    overlap_seconds: float = 2.0
+    """Seconds shared by consecutive clips: one starts every `segment_seconds - overlap_seconds`."""
+    test_ratio: float = 0.33
+    """Share of each medium's clips that go to test/ (the homework: 68 of 207)."""
+    seed: int = 42
+    """Seed of the train/test assignment (with the medium's name, so re-runs assign the same way)."""
+    batch_size: int = 16
+    """Clips per `generate` call."""
+    max_new_tokens: int = 225
+    """Tokens generated at most per clip (the homework's generation_max_length)."""
+    opencc: str | None = None
+    """OpenCC conversion applied to the labels (`s2twp`: Traditional with Taiwan phrasing); None keeps them."""
+    revision: str = "main"
+    """Hub revision of the model."""
+
+
+def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, int]:
+    """Cut, label and file every medium not yet in `out/log.jsonl`; a medium that fails is logged and skipped.
+
+    Returns:
+        Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`.
+    """
+    _check(options)
+    out.mkdir(parents=True, exist_ok=True)
+    done = _done(out / LOG_NAME)
+    pending = [path for path in media if _key(path) not in done]
+    counts = {
+        "processed": 0,
+        "already_done": len(media) - len(pending),
+        "failed": 0,
+        "segments": 0,
+        "train": 0,
+        "test": 0,
+    }
+    for path in media:
+        if path not in pending:
+            log.info("already processed, skipped: %s", path)
+    if not pending:
+        return counts
+    source = sources.resolve_model(options.model, options.revision, key="--model")
+    processor = speech.load_processor(source, options.language, revision=options.revision)
+    window = processor.feature_extractor.chunk_length
+    if options.segment_seconds > window:
+        raise HwError(
+            f"--segment-seconds {options.segment_seconds:g} is longer than the {window} s window of {options.model}; "
+            f"use at most {window}"
+        )
+    model = speech.load_whisper(source, options.revision)
+    speech.set_language(model, options.language)
+    model = speech.for_inference(model)
+    for path in pending:
+        try:
+            entry = _label_medium(path, out, processor, model, options)
+        except HwError as error:
+            log.warning("skipped %s: %s", path, error)
+            entry = {"media": _key(path), "status": "failed", "error": str(error)}
+        _append_log(out / LOG_NAME, {**entry, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        counts["failed" if entry["status"] == "failed" else "processed"] += 1
+        for name in ("segments", "train", "test"):
+            counts[name] += entry.get(name, 0)
+    return counts
+
+
+def _check(options: DatasetOptions) -> None:
+    """Fail before any model loads on settings a user got wrong."""
+    # `segments` checks its own arguments when first iterated.
+    next(
+        audio.segments(
+            np.zeros(1, np.float32), audio.TARGET_RATE, options.segment_seconds, options.overlap_seconds
+        )
+    )
+    if not 0 <= options.test_ratio < 1:
+        raise HwError(
+            f"--test-ratio {options.test_ratio:g} is outside [0, 1); e.g. 0.33 puts a third in test/"
+        )
+    if options.opencc is not None and options.opencc not in asr.ZH_CONVERSIONS:
+        raise HwError(
+            f"--opencc {options.opencc!r} is not an OpenCC conversion; allowed: {', '.join(asr.ZH_CONVERSIONS)}"
+        )
+
+
+def _key(path: Path) -> str:
+    return str(path.expanduser().resolve())
+
+
+def _done(log_path: Path) -> set[str]:
+    """Media already labelled, by resolved path, from earlier runs' log entries."""
+    if not log_path.is_file():
+        return set()
+    entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {entry["media"] for entry in entries if entry.get("status") == "done"}
+
+
+def _append_log(log_path: Path, entry: dict[str, Any]) -> None:
+    with log_path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _label_medium(
+    path: Path, out: Path, processor: Any, model: Any, options: DatasetOptions
+) -> dict[str, Any]:
+    """Extract, cut, transcribe and file one medium; its log entry."""
+    samples = audio.extract_audio(path)
+    windows = list(
+        audio.segments(samples, audio.TARGET_RATE, options.segment_seconds, options.overlap_seconds)
+    )
+    decoding = speech.Decoding(options.language, "transcribe", options.batch_size, options.max_new_tokens)
+    texts = speech.transcribe(model, processor, [waveform for _, _, waveform in windows], decoding)
+    if options.opencc:
+        import opencc
+
+        converter = opencc.OpenCC(options.opencc)
+        texts = [converter.convert(text) for text in texts]
+    test = _test_indices(len(windows), path.stem, options)
+    rows: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    for index, ((start, end, waveform), text) in enumerate(zip(windows, texts, strict=True)):
+        name = audio.segment_name(path.stem, start, end)
+        split = "test" if index in test else "train"
+        audio.write_wav(out / split / name, waveform, audio.TARGET_RATE)
+        rows[split].append((name, text))
+    for split, split_rows in rows.items():
+        _append_metadata(out / split / "metadata.csv", split_rows)
+    log.info("%s: %d clips (%d train, %d test)", path, len(windows), len(rows["train"]), len(rows["test"]))
+    return {
+        "media": _key(path),
+        "status": "done",
+        "seconds": round(len(samples) / audio.TARGET_RATE, 3),
+        "segments": len(windows),
+        "train": len(rows["train"]),
+        "test": len(rows["test"]),
+        **asdict(options),
+    }
+
+
+def _test_indices(count: int, stem: str, options: DatasetOptions) -> set[int]:
+    """round(count × test_ratio) clips of one medium, drawn with a seed and the medium's name."""
+    order = list(range(count))
+    random.Random(f"{options.seed}:{stem}").shuffle(order)
+    return set(order[: round(count * options.test_ratio)])
+
+
+def _append_metadata(metadata: Path, rows: list[tuple[str, str]]) -> None:
+    """Add rows to an audiofolder's metadata.csv (`file_name,transcription`), quoted by the csv module.
+
+    Rows whose clip is already listed (a run interrupted after writing them) are not written twice.
+    """
+    if not rows:
+        return
+    existing = set()
+    if metadata.is_file():
+        with metadata.open(newline="", encoding="utf-8") as handle:
+            existing = {row["file_name"] for row in csv.DictReader(handle)}
+    metadata.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not metadata.is_file()
+    with metadata.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["file_name", "transcription"])
+        writer.writerows(row for row in rows if row[0] not in existing)

@@ -1,0 +1,233 @@
+"""`hw whisper` end to end on the tiny preset: LoRA learns in both languages, eval-only reproduces, every data
+source loads, bad input is one line; and `hw score asr`."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hw import config
+from hw.cli import app
+from hw.tasks import whisper
+from tests.test_speech import write_audiofolder, write_commonvoice
+
+runner = CliRunner()
+
+
+def _invoke(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0].removeprefix("hw: error: ")
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _whisper(work: Path, name: str, *args: str) -> dict:
+    """One `hw whisper --tiny` run into `work/name`, its report into `work/reports-name`; its metrics."""
+    reports = work / f"reports-{name}"
+    _invoke(["whisper", "--tiny", *args, "--output-dir", str(work / name), "--reports-dir", str(reports)])
+    return _metrics(work / name)
+
+
+@pytest.fixture(scope="module", params=["zh", "fr"])
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """Per language: one LoRA training run, the untrained base scored, and the saved adapter scored again."""
+    language = request.param
+    work = tmp_path_factory.mktemp(f"whisper-{language}")
+    _whisper(work, "trained", "--lang", language)
+    _whisper(work, "base", "--lang", language, "--eval-only")
+    _whisper(work, "again", "--lang", language, "--eval-only", "--checkpoint", str(work / "trained"))
+    return language, work
+
+
+def test_lora_training_clearly_beats_the_untrained_base(runs: tuple[str, Path]) -> None:
+    language, work = runs
+    trained, base = _metrics(work / "trained")["final"], _metrics(work / "base")["final"]
+    assert trained["cer"] < 0.3 and trained["cer"] < base["cer"] / 2, (trained, base)
+    if language == "fr":
+        assert trained["wer"] < 0.5 and trained["wer"] < base["wer"] / 2, (trained, base)
+    assert list(trained)[0] == ("cer" if language == "zh" else "wer")  # the headline comes first
+
+
+def test_eval_only_on_the_saved_adapter_reproduces_the_run(runs: tuple[str, Path]) -> None:
+    _, work = runs
+    again, trained = _metrics(work / "again"), _metrics(work / "trained")
+    assert again["final"] == trained["final"]
+    checkpoint = work / "trained" / "model"
+    assert again["weights"] == (
+        f"LoRA adapter from --checkpoint ({checkpoint}) on base model tiny:whisper, merged for inference, float32"
+    )
+
+
+def test_eval_only_scores_a_full_model_checkpoint(runs: tuple[str, Path]) -> None:
+    from hw import tiny
+
+    language, work = runs
+    base = tiny.materialize("tiny:whisper")
+    metrics = _whisper(work, "full", "--lang", language, "--eval-only", "--checkpoint", base)
+    assert metrics["weights"] == f"full model from --checkpoint ({base}), float32"
+    assert metrics["final"] == _metrics(work / "base")["final"]  # the base, loaded as a full model
+
+
+def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
+    language, work = runs
+    assert _metrics(work / "base")["weights"] == "base model tiny:whisper (not fine-tuned), float32"
+    trained = _metrics(work / "trained")["weights"]
+    assert trained.startswith(f"LoRA adapter trained in this run ({work / 'trained' / 'model'})")
+    assert "no CUDA device: loading" in (work / "trained" / "run.log").read_text(encoding="utf-8")
+    assert "scoring the base model tiny:whisper as it is" in (work / "base" / "run.log").read_text(
+        encoding="utf-8"
+    )
+    fragment = (work / "reports-trained" / "fragments" / f"whisper-{language}-tiny.md").read_text(
+        encoding="utf-8"
+    )
+    assert f"**weights scored:** {trained}" in fragment
+    assert "| Source | Epoch | Training Loss | Validation Loss | WER | CER | wer_orthographic |" in fragment
+
+
+def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
+    language, work = runs
+    metrics = _metrics(work / "trained")
+    assert metrics["data"] == {"train": 512, "validation": 64, "eval": 64}
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3, 4]
+    assert all(row["validation_loss"] > 0 and row["training_loss"] > 0 for row in metrics["epochs"])
+    assert {"wer", "cer", "wer_orthographic"} <= set(metrics["epochs"][-1])
+    errors, clips = metrics["tables"]
+    normalizer = {"zh": "normalized (zh, t2s)", "fr": "normalized (basic)"}[language]
+    assert [row[0] for row in errors["rows"]] == [normalizer, "orthographic (none)"]
+    assert errors["rows"][0][1] == metrics["final"]["wer"]
+    assert clips["rows"] == [
+        ["train", 512, 512, 0, 0, 0],
+        ["validation", 64, 64, 0, 0, 0],
+        ["eval", 64, 64, 0, 0, 0],
+    ]
+    samples = [json.loads(line) for line in (work / "trained" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 64 and len({row["file"] for row in samples}) == 64
+    assert set(samples[0]) == {"file", "seconds", "reference", "hypothesis", "reference_normalized",
+                               "hypothesis_normalized", "wer", "cer"}  # fmt: skip
+    assert (work / "trained" / "model" / "adapter_config.json").is_file()
+    assert (work / "trained" / "trainer_state.json").is_file()
+
+
+def test_packaged_configs_hold_the_course_defaults() -> None:
+    for language in config.variants("whisper"):
+        for tiny in (False, True):
+            cfg = config.load(whisper.WhisperConfig, "whisper", language, run={"tiny": tiny})
+            assert cfg.language == language
+    cfg = config.load(whisper.WhisperConfig, "whisper", "zh")
+    assert (cfg.model.name_or_path, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (
+        "openai/whisper-large-v2",
+        4,
+        64,
+        0.05,
+    )
+    assert (cfg.train.learning_rate, cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs) == (
+        1e-3,
+        64,
+        1,
+    )
+    assert (cfg.data.max_train_samples, cfg.data.max_validation_samples, cfg.data.shuffle_seed) == (
+        640,
+        320,
+        16,
+    )
+    assert (cfg.eval.normalizer, cfg.eval.zh_convert, cfg.load_in_8bit) == ("zh", "t2s", True)
+    assert config.load(whisper.WhisperConfig, "whisper", "fr").eval.normalizer == "basic"
+
+
+def test_an_audiofolder_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_audiofolder(tmp_path / "mine" / "train", [(f"me_{i}_{i + 1}.wav", "le chat") for i in range(8)])
+    write_audiofolder(
+        tmp_path / "mine" / "test", [("me_9_10.wav", "la maison"), ("me_10_11.wav", "un, deux")]
+    )
+    metrics = _whisper(tmp_path, "run", "--lang", "fr", "--set", f"data.dataset={tmp_path / 'mine'}",
+                       "--set", "train.num_train_epochs=1", "--set", "train.eval_steps=1")  # fmt: skip
+    # No validation split: the test split stands in for it, and the log says so.
+    assert metrics["data"] == {"train": 8, "validation": 2, "eval": 2}
+    assert "no 'validation' split" in (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
+
+
+def test_corrupt_and_overlong_clips_are_skipped_and_counted(tmp_path: Path) -> None:
+    write_commonvoice(tmp_path / "cv", {"test.tsv": [("ok.mp3", "le chat", 1.0), ("long.mp3", "la", 3.5)]})
+    (tmp_path / "cv" / "clips" / "bad.mp3").write_bytes(b"ID3" + bytes(300))
+    with (tmp_path / "cv" / "test.tsv").open("a", encoding="utf-8") as handle:
+        handle.write("speaker\tbad.mp3\tle père\t2\t0\t\t\t\tfr\t\n")
+    metrics = _whisper(
+        tmp_path, "run", "--lang", "fr", "--eval-only", "--set", f"data.dataset={tmp_path / 'cv'}"
+    )
+    assert metrics["data"] == {"eval": 1}
+    assert metrics["tables"][1]["rows"] == [["eval", 3, 1, 1, 1, 0]]
+    log = (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
+    assert (
+        "eval: skipped 1 undecodable clip(s): bad.mp3" in log
+        and "eval: skipped 1 too long clip(s): long.mp3" in log
+    )
+
+
+def test_unsupported_language_lists_the_supported_ones() -> None:
+    assert _one_line_error(["whisper", "--lang", "de", "--tiny"]) == (
+        "--lang 'de' is not supported by hw whisper; choose one of: fr, zh"
+    )
+
+
+def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "test.tsv").write_text("client_id\tclip\nx\ta.mp3\n", encoding="utf-8")
+    line = _one_line_error(
+        ["whisper", "--lang", "fr", "--tiny", "--eval-only", "--set", f"data.dataset={tmp_path / 'cv'}"]
+    )
+    assert (
+        line
+        == f"{tmp_path / 'cv' / 'test.tsv'} lacks column(s) path, sentence (it has: client_id, clip); give it a header row with path, sentence"
+    )
+
+
+def test_missing_checkpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(
+        ["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", "no/such/run"]
+    )
+    assert line == "--checkpoint 'no/such/run' does not exist; give a saved model, adapter or run directory"
+
+
+def test_score_asr_prints_one_json_object(tmp_path: Path) -> None:
+    path = tmp_path / "transcripts.csv"
+    path.write_text('hyp,ref\nle chien noir,"Le chat, noir"\nbonjour,bonjour\n', encoding="utf-8")
+    result = json.loads(
+        _invoke(["score", "asr", str(path), "--hyp-col", "hyp", "--ref-col", "ref", "--json"])
+    )
+    # basic: "le chat noir" vs "le chien noir" is 1 of 4 reference words; chat → chien is 3 of 19 characters
+    # (a→i, t→e, +n; "le chat noir" 12 + "bonjour" 7).
+    assert result["wer"] == 0.25 and result["cer"] == pytest.approx(3 / 19)
+    assert (result["substitutions"], result["deletions"], result["insertions"]) == (1, 0, 0)
+    assert result["sentence_error_rate"] == 0.5 and result["mean_utterance_wer"] == pytest.approx(1 / 6)
+    assert result["utterances"] == 2
+
+
+def test_score_asr_zh_with_opencc_and_text_output(tmp_path: Path) -> None:
+    path = tmp_path / "zh.jsonl"
+    path.write_text('{"hypothesis": "說話", "reference": "说话。"}\n', encoding="utf-8")
+    output = _invoke(["score", "asr", str(path), "--normalize", "zh", "--zh-convert", "t2s"])
+    assert output.startswith("1 utterances, normalizer zh: WER 0.0000") and "CER 0.0000" in output
+
+
+def test_score_asr_missing_column_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\nx,y\n", encoding="utf-8")
+    assert (
+        _one_line_error(["score", "asr", str(path)])
+        == f"{path}: no column 'hypothesis' (--hyp-col); available: a, b"
+    )

@@ -1,0 +1,143 @@
+"""`hw whisper-dataset`: media → overlapping clips → pseudo-labels → audiofolder, re-runnable, failures logged."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from hw import speech
+from hw.cli import app
+from hw.tasks import whisper_dataset
+from tests.test_audio import _write_video
+
+runner = CliRunner()
+# 2 s clips every 1.5 s: windows fit the tiny model's 3 s encoder window.
+OPTIONS = ["--model", "tiny:whisper", "--lang", "fr", "--segment-seconds", "2", "--overlap-seconds", "0.5",
+           "--test-ratio", "0.34", "--seed", "1"]  # fmt: skip
+
+
+def _build(media: list[Path], out: Path, *extra: str) -> str:
+    result = runner.invoke(app, ["whisper-dataset", *map(str, media), "--out", str(out), *OPTIONS, *extra])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.stdout
+
+
+def _metadata(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A 5 s video with a stereo PCM track and a 4 s wav, made into one audiofolder."""
+    media = tmp_path_factory.mktemp("media")
+    _write_video(media / "talk.mkv", "pcm_s16le", seconds=5.0)
+    time = np.arange(4 * 16000) / 16000
+    soundfile.write(media / "voice.wav", (0.3 * np.sin(2 * np.pi * 300 * time)).astype(np.float32), 16000)
+    out = tmp_path_factory.mktemp("dataset") / "mine"
+    stdout = _build([media / "talk.mkv", media / "voice.wav"], out)
+    return media, out, stdout
+
+
+def test_clips_are_cut_named_and_timed_as_specified(built: tuple[Path, Path, str]) -> None:
+    _, out, stdout = built
+    # 5 s → 0-2, 1.5-3.5, 3-5; 4 s → 0-2, 1.5-3.5, 3-4 (a window ends at the end of the signal).
+    expected = {
+        "talk_0_2.wav": 2.0, "talk_1.5_3.5.wav": 2.0, "talk_3_5.wav": 2.0,
+        "voice_0_2.wav": 2.0, "voice_1.5_3.5.wav": 2.0, "voice_3_4.wav": 1.0,
+    }  # fmt: skip
+    written = {path.name: soundfile.info(path) for path in out.glob("*/*.wav")}
+    assert set(written) == set(expected)
+    assert {name: info.frames / info.samplerate for name, info in written.items()} == expected
+    assert {(info.samplerate, info.channels) for info in written.values()} == {(16000, 1)}
+    # round(3 × 0.34) = 1 clip of each medium goes to test/.
+    train, test = _metadata(out / "train" / "metadata.csv"), _metadata(out / "test" / "metadata.csv")
+    assert (len(train), len(test)) == (4, 2)
+    assert {row["file_name"] for row in train + test} == set(expected)
+    assert all(
+        (out / split / row["file_name"]).is_file()
+        for split, rows in (("train", train), ("test", test))
+        for row in rows
+    )
+    assert stdout.startswith(f"{out}: 2 media labelled (6 clips: 4 train, 2 test), 0 already done, 0 failed")
+
+
+def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, str]) -> None:
+    media, out, _ = built
+    entries = _log(out)[:2]
+    assert [entry["media"] for entry in entries] == [str(media / "talk.mkv"), str(media / "voice.wav")]
+    assert [(entry["status"], entry["segments"], entry["seconds"]) for entry in entries] == [
+        ("done", 3, 5.0),
+        ("done", 3, 4.0),
+    ]
+    assert entries[0]["model"] == "tiny:whisper" and entries[0]["segment_seconds"] == 2.0
+
+
+def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path: Path) -> None:
+    _, out, _ = built
+    splits = speech.load_speech_splits(str(out))
+    assert {name: len(split) for name, split in splits.items()} == {"train": 4, "test": 2}
+    args = ["whisper", "--lang", "fr", "--tiny", "--set", f"data.dataset={out}", "--set", "train.num_train_epochs=1",
+            "--output-dir", str(tmp_path / "run"), "--reports-dir", str(tmp_path / "reports")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["data"] == {"train": 4, "validation": 2, "eval": 2}
+
+
+def test_rerun_skips_done_media_and_logs_a_file_without_audio(built: tuple[Path, Path, str]) -> None:
+    media, out, _ = built
+    _write_video(media / "silent.mp4", None)
+    before = (out / "train" / "metadata.csv").read_text(encoding="utf-8")
+    stdout = _build([media / "talk.mkv", media / "silent.mp4", media / "voice.wav"], out)
+    assert stdout.startswith(f"{out}: 0 media labelled (0 clips: 0 train, 0 test), 2 already done, 1 failed")
+    assert (out / "train" / "metadata.csv").read_text(encoding="utf-8") == before
+    failed = _log(out)[-1]
+    assert (failed["media"], failed["status"]) == (str(media / "silent.mp4"), "failed")
+    assert failed["error"].startswith("no audio track in ")
+
+
+def test_labels_convert_with_opencc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    monkeypatch.setattr(
+        whisper_dataset.speech, "transcribe", lambda model, processor, waveforms, decoding: ["们说这个国"]
+    )
+    _build([tmp_path / "a.wav"], tmp_path / "out", "--test-ratio", "0", "--opencc", "s2twp")
+    assert _metadata(tmp_path / "out" / "train" / "metadata.csv") == [
+        {"file_name": "a_0_1.wav", "transcription": "們說這個國"}
+    ]
+
+
+def test_metadata_quotes_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    metadata = tmp_path / "train" / "metadata.csv"
+    rows = [("a_0_10.wav", 'il dit : "oui, non"'), ("a_8_18.wav", "deux\nlignes")]
+    whisper_dataset._append_metadata(metadata, rows)
+    whisper_dataset._append_metadata(metadata, rows[1:])  # already listed: not written twice
+    assert [(row["file_name"], row["transcription"]) for row in _metadata(metadata)] == rows
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--test-ratio", "1.5"], "--test-ratio 1.5 is outside [0, 1); e.g. 0.33 puts a third in test/"),
+        (
+            ["--segment-seconds", "5"],
+            "--segment-seconds 5 is longer than the 3 s window of tiny:whisper; use at most 3",
+        ),
+        (["--opencc", "x2y"], "--opencc 'x2y' is not an OpenCC conversion; allowed: t2s, s2t, s2tw, s2twp"),
+    ],
+)
+def test_bad_settings_are_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+    soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    result = runner.invoke(
+        app, ["whisper-dataset", str(tmp_path / "a.wav"), "--out", str(tmp_path / "o"), *OPTIONS, *extra]
+    )
+    assert result.exit_code == 2 and result.stderr.startswith(f"hw: error: {message}"), result.stderr

@@ -1,0 +1,182 @@
+"""Whisper plumbing: speech datasets from every source, clips to features, the collator, sorted transcription."""
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from hw import speech, tiny
+from hw.errors import HwError
+
+CV_HEADER = [
+    "client_id",
+    "path",
+    "sentence",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accent",
+    "locale",
+    "segment",
+]
+
+
+def _tone(seconds: float, rate: int) -> np.ndarray:
+    time = np.arange(round(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)
+
+
+def write_commonvoice(folder: Path, splits: dict[str, list[tuple[str, str, float]]]) -> None:
+    """A Common Voice-style folder: 48 kHz mp3 clips and unquoted TSVs with the release's columns."""
+    (folder / "clips").mkdir(parents=True)
+    for tsv, rows in splits.items():
+        with (folder / tsv).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None)
+            writer.writerow(CV_HEADER)
+            for name, sentence, seconds in rows:
+                clip = folder / "clips" / name
+                soundfile.write(clip, _tone(seconds, 48000), 48000, format="MP3", subtype="MPEG_LAYER_III")
+                writer.writerow(["speaker", name, sentence, 2, 0, "", "", "", "fr", ""])
+
+
+def write_audiofolder(folder: Path, rows: list[tuple[str, str]]) -> None:
+    folder.mkdir(parents=True)
+    with (folder / "metadata.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "transcription"])
+        for name, text in rows:
+            soundfile.write(folder / name, _tone(0.5, 16000), 16000)
+            writer.writerow([name, text])
+
+
+def test_commonvoice_folder_loads_train_dev_test_with_clip_paths(tmp_path: Path) -> None:
+    write_commonvoice(
+        tmp_path / "cv",
+        {
+            "train.tsv": [("a.mp3", 'il a dit "oui', 1.0), ("b.mp3", "non, merci", 1.0)],
+            "dev.tsv": [("c.mp3", "peut-être", 1.0)],
+            "test.tsv": [("d.mp3", "élève", 1.0)],
+        },
+    )
+    splits = speech.load_speech_splits(str(tmp_path / "cv"))
+    assert {name: len(split) for name, split in splits.items()} == {"train": 2, "validation": 1, "test": 1}
+    assert splits["train"]["sentence"] == [
+        'il a dit "oui',
+        "non, merci",
+    ]  # a lone quote survives: TSVs are unquoted
+    assert splits["test"]["audio"] == [str(tmp_path / "cv" / "clips" / "d.mp3")]
+
+
+def test_commonvoice_tsv_without_path_and_sentence_names_them(tmp_path: Path) -> None:
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "train.tsv").write_text("client_id\tfile\ttext\nx\ta.mp3\tbonjour\n", encoding="utf-8")
+    with pytest.raises(
+        HwError, match=r"train\.tsv lacks column\(s\) path, sentence \(it has: client_id, file, text\)"
+    ):
+        speech.load_speech_splits(str(tmp_path / "cv"))
+
+
+def test_audiofolder_with_split_subfolders_and_a_comma_in_a_transcript(tmp_path: Path) -> None:
+    write_audiofolder(tmp_path / "mine" / "train", [("x_0_10.wav", "你好，世界"), ("x_8_18.wav", "a, b")])
+    write_audiofolder(tmp_path / "mine" / "test", [("x_16_20.wav", "再見")])
+    splits = speech.load_speech_splits(str(tmp_path / "mine"))
+    assert splits["train"]["sentence"] == ["你好，世界", "a, b"]
+    assert splits["test"]["audio"] == [str(tmp_path / "mine" / "test" / "x_16_20.wav")]
+
+
+def test_audiofolder_with_one_metadata_file_is_a_train_split(tmp_path: Path) -> None:
+    write_audiofolder(tmp_path / "flat", [("one.wav", "un")])
+    assert list(speech.load_speech_splits(str(tmp_path / "flat"))) == ["train"]
+
+
+def test_saved_dataset_with_audio_feature_stays_undecoded(tmp_path: Path) -> None:
+    import datasets
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, _tone(0.25, 8000), 8000, format="WAV")
+    table = datasets.Dataset.from_dict(
+        {"audio": [{"bytes": buffer.getvalue(), "path": "a.wav"}], "text": ["hé"]}
+    )
+    table = table.cast_column("audio", datasets.Audio(sampling_rate=8000))
+    datasets.DatasetDict({"test": table}).save_to_disk(tmp_path / "saved")
+    (split,) = speech.load_speech_splits(str(tmp_path / "saved"), text_column="text").values()
+    assert split.column_names == ["audio", "sentence"] and split[0]["sentence"] == "hé"
+    samples = speech.load_clip(split[0]["audio"])
+    assert (samples.dtype, len(samples)) == (np.float32, 4000)  # 0.25 s at 16 kHz, from 8 kHz bytes
+
+
+def test_load_clip_names_undecodable_bytes() -> None:
+    with pytest.raises(HwError, match=r"cannot decode audio broken\.mp3 \("):
+        speech.load_clip({"bytes": b"not audio at all", "path": "broken.mp3"})
+
+
+def test_collator_pads_with_minus_100_and_drops_the_start_token() -> None:
+    collator = speech.SpeechCollator(decoder_start_token_id=7)
+    features = np.zeros((2, 3), np.float32)
+    batch = collator(
+        [
+            {"input_features": features, "labels": [7, 1, 2, 3]},
+            {"input_features": features + 1, "labels": [7, 4]},
+        ]
+    )
+    assert batch["labels"].tolist() == [[1, 2, 3], [4, -100, -100]]
+    assert batch["input_features"].shape == (2, 2, 3) and batch["input_features"][1].sum() == 6
+
+
+def test_collator_keeps_labels_that_do_not_all_start_with_the_start_token() -> None:
+    batch = speech.SpeechCollator(7)(
+        [{"input_features": [[0.0]], "labels": [7, 1]}, {"input_features": [[0.0]], "labels": [5]}]
+    )
+    assert batch["labels"].tolist() == [[7, 1], [5, -100]]
+
+
+def test_duration_batches_put_the_longest_clips_first() -> None:
+    assert speech.duration_batches([1.0, 5.0, 3.0, 4.0, 2.0], batch_size=2) == [[1, 3], [2, 4], [0]]
+
+
+@pytest.fixture(scope="module")
+def whisper_dir() -> str:
+    return tiny.materialize("tiny:whisper")
+
+
+def test_features_keep_skipped_clips_as_counted_rows(tmp_path: Path, whisper_dir: str) -> None:
+    processor = speech.load_processor(whisper_dir, "fr")
+    window = processor.feature_extractor.chunk_length
+    soundfile.write(tmp_path / "ok.wav", _tone(1.0, 16000), 16000)
+    soundfile.write(tmp_path / "long.wav", _tone(window + 0.5, 16000), 16000)
+    (tmp_path / "corrupt.mp3").write_bytes(b"ID3" + bytes(200))
+    batch = {
+        "audio": [str(tmp_path / name) for name in ("ok.wav", "long.wav", "corrupt.mp3", "ok.wav")],
+        "sentence": ["le chat", "la maison", "le père", "le " * 100],
+    }
+    rows = speech.speech_features(batch, processor, max_label_tokens=64)
+    assert rows["skipped"] == ["", "too long", "undecodable", "transcript too long"]
+    assert rows["file"] == ["ok.wav", "long.wav", "corrupt.mp3", "ok.wav"]
+    assert rows["duration"] == [1.0, window + 0.5, 0.0, 1.0]
+    shape = (processor.feature_extractor.feature_size, processor.feature_extractor.nb_max_frames)
+    assert all(features.shape == shape for features in rows["input_features"])
+    assert np.abs(rows["input_features"][0]).sum() > 0 and np.abs(rows["input_features"][1]).sum() == 0
+    prefix = processor.tokenizer.convert_tokens_to_ids(
+        ["<|startoftranscript|>", "<|fr|>", "<|transcribe|>", "<|notimestamps|>"]
+    )
+    assert rows["labels"][0][:4] == prefix and rows["labels"][0][-1] == processor.tokenizer.eos_token_id
+
+
+def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None:
+    processor, model = speech.load_processor(whisper_dir, "fr"), speech.load_whisper(whisper_dir)
+    speech.set_language(model, "fr")
+    model = speech.for_inference(model)
+    waveforms = [_tone(seconds, 16000) for seconds in (0.5, 2.0, 1.0)]
+    one_by_one = [
+        speech.transcribe(model, processor, [waveform], speech.Decoding("fr", max_new_tokens=8))[0]
+        for waveform in waveforms
+    ]
+    together = speech.transcribe(
+        model, processor, waveforms, speech.Decoding("fr", batch_size=2, max_new_tokens=8)
+    )
+    assert together == one_by_one
+    assert not model.training
