@@ -207,7 +207,7 @@ def build_processor() -> "WhisperProcessor":
 
 
 def untrained_model(tokenizer: "WhisperTokenizer") -> "WhisperForConditionalGeneration":
-    """A random Whisper of 0.33M parameters whose generation config knows the languages and tasks."""
+    """A random Whisper of 0.36M parameters whose generation config knows the languages and tasks."""
     import torch
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
@@ -225,7 +225,7 @@ def untrained_model(tokenizer: "WhisperTokenizer") -> "WhisperForConditionalGene
         encoder_ffn_dim=256,
         decoder_ffn_dim=256,
         max_source_positions=CHUNK_SECONDS * 50,  # 100 frames per second, halved by the stride-2 convolution
-        max_target_positions=64,
+        max_target_positions=448,  # as the real checkpoints, so the course's generation_max_length 128 fits
         pad_token_id=end,
         bos_token_id=end,
         eos_token_id=end,
@@ -325,17 +325,36 @@ def transcribe(model, processor, rows: list[dict], language: str, batch_size: in
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             features = torch.tensor(np.stack([row["input_features"] for row in batch]))
-            generated = model.generate(features, language=language, task="transcribe")
+            # At most 12 units of one token each: 40 new tokens bound what a confused model can ramble.
+            generated = model.generate(features, language=language, task="transcribe", max_new_tokens=40)
             transcripts += processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
     return transcripts
 
 
 def build_model(directory: Path) -> None:
     """Write a processor and a tiny Whisper pretrained on every unit in `PRETRAINING_VOICE`."""
+    import torch
+
     logger.info("building the tiny Whisper base (pretraining on synthetic speech, once per machine)")
-    processor = build_processor()
-    processor.save_pretrained(directory)  # before `speech_examples` sets a language on the tokenizer
-    model = untrained_model(processor.tokenizer)
+    threads = torch.get_num_threads()
+    # 64-wide matrices gain little from a second thread and lose several times over when other work shares
+    # the cores (measured under load 6 on 2 cores: one thread builds in 73 s, two were not done in 17 min).
+    torch.set_num_threads(1)
+    try:
+        processor = build_processor()
+        processor.save_pretrained(directory)  # before `speech_examples` sets a language on the tokenizer
+        model = untrained_model(processor.tokenizer)
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = _pretraining_rows(processor)
+            losses = train(model, rows, scratch, PRETRAINING_LEARNING_RATE, PRETRAINING_EPOCHS)
+    finally:
+        torch.set_num_threads(threads)
+    logger.info("tiny Whisper base pretrained: loss %.3f -> %.3f", losses[0], losses[-1])
+    model.save_pretrained(directory)
+
+
+def _pretraining_rows(processor: "WhisperProcessor") -> list[dict]:
+    """`PRETRAINING_SENTENCES` per language spoken in `PRETRAINING_VOICE`, as shuffled training rows."""
     rows = []
     for index, language in enumerate(LANGUAGE_UNITS):
         texts = sentences(language, PRETRAINING_SENTENCES, seed=100 + index)
@@ -346,10 +365,7 @@ def build_model(directory: Path) -> None:
         ]
         rows += speech_examples(processor, waveforms, texts, language)
     random.Random(0).shuffle(rows)
-    with tempfile.TemporaryDirectory() as scratch:
-        losses = train(model, rows, scratch, PRETRAINING_LEARNING_RATE, PRETRAINING_EPOCHS)
-    logger.info("tiny Whisper base pretrained: loss %.3f -> %.3f", losses[0], losses[-1])
-    model.save_pretrained(directory)
+    return rows
 
 
 def build_commonvoice(directory: Path, language: str, split_sizes: dict[str, int] | None = None) -> None:

@@ -140,6 +140,7 @@ def test_lora_on_commonvoice_lowers_the_character_error_rate(tmp_path):
     tiny_whisper.train(model, train_rows, str(tmp_path), learning_rate=3e-3, epochs=8)
     after = jiwer.cer(references, tiny_whisper.transcribe(model, processor, test_rows, "zh"))
 
-    # measured: 0.935 -> 0.072 (512 clips, 256 steps)
-    assert before > 0.8
-    assert after < 0.2
+    # measured on one thread: 0.826 -> 0.014 (512 clips, 256 steps of 16, 17 s of training); other bases
+    # built while tuning scored 0.79-0.98 before and 0.02-0.12 after
+    assert before > 0.6
+    assert after < min(0.15, before / 4)
