@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports huggingface_hub, which reads this once: tests never wait on network retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 SHARED_DATA = Path(
     os.environ.get("HW_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 )
