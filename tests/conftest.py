@@ -5,12 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_data import SHARED_DATA
+
 # Before anything imports huggingface_hub, which reads this once: tests never wait on network retries.
 os.environ["HF_HUB_OFFLINE"] = "1"
-
-SHARED_DATA = Path(
-    os.environ.get("HW_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-)
 
 
 @pytest.fixture(scope="session", autouse=True)

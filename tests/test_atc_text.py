@@ -2,24 +2,15 @@
 
 import csv
 import json
-import os
 import re
-from pathlib import Path
 
 import jiwer
 import pytest
 
 from hw.atc_text import digits_to_words, normalize, words_to_digits
+from tests.shared_data import SHARED_DATA
 
-
-def _shared_atc_dir() -> Path | None:
-    """The shared ATC data folder (`HW_SHARED_DATA` or `<repo>/../shared/data`), or None when absent."""
-    root = os.environ.get("HW_SHARED_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    atc_dir = Path(root) / "atc"
-    return atc_dir if atc_dir.is_dir() else None
-
-
-ATC_DIR = _shared_atc_dir()
+ATC_DIR = SHARED_DATA / "atc" if (SHARED_DATA / "atc").is_dir() else None
 needs_data = pytest.mark.skipif(ATC_DIR is None, reason="shared ATC data folder not found")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 

@@ -1,19 +1,13 @@
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hw.cli import app
+from tests.shared_data import SHARED_DATA
 
-
-def _shared_data() -> Path:
-    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return Path(os.environ.get("HW_SHARED_DATA", default))
-
-
-SQUAD_DATA = _shared_data() / "squad"
+SQUAD_DATA = SHARED_DATA / "squad"
 CONTEXT = "Denver Broncos won Super Bowl 50."
 
 

@@ -1,7 +1,6 @@
 """WER/CER and normalizers: hand-worked counts, then the real Common Voice and ATC transcripts."""
 
 import json
-import os
 import unicodedata
 from pathlib import Path
 
@@ -9,12 +8,12 @@ import pytest
 
 from hw.errors import HwError
 from hw.metrics.asr import NORMALIZERS, normalize, score, score_file
+from tests.shared_data import SHARED_DATA
 
 
 def _shared_data(*parts: str) -> Path:
     """A file of the shared real data, or skip the test when the data folder is absent."""
-    root = os.environ.get("HW_SHARED_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    path = Path(root).joinpath(*parts)
+    path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"shared data not found: {path} (set HW_SHARED_DATA)")
     return path

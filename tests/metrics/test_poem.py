@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,14 @@ from hw.metrics.poem import (
     strip_echo,
     traditional_share,
 )
+from tests.shared_data import SHARED_DATA
 
 COUPLET = "秦川雄帝宅，函谷壯皇居。"
 CONTINUATION = "綺殿千尋起，離宮百雉餘。連甍遙接漢，飛觀迥凌虛。雲日隱層闕，風煙出綺疎。"
 
 
 def _tang_data() -> Path:
-    root = os.environ.get("HW_SHARED_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    directory = Path(root) / "tang"
+    directory = SHARED_DATA / "tang"
     if not (directory / "Tang_training_data.json").is_file():
         pytest.skip(f"real Tang data not found in {directory}")
     return directory

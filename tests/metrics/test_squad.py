@@ -1,6 +1,5 @@
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -18,14 +17,9 @@ from hw.metrics.squad import (
     score,
     score_files,
 )
+from tests.shared_data import SHARED_DATA
 
-
-def _shared_data() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    return Path(os.environ.get("HW_SHARED_DATA", default))
-
-
-SQUAD_DATA = _shared_data() / "squad"
+SQUAD_DATA = SHARED_DATA / "squad"
 needs_squad_data = pytest.mark.skipif(not SQUAD_DATA.is_dir(), reason=f"{SQUAD_DATA} is absent")
 
 CONTEXT = "Denver Broncos won Super Bowl 50."

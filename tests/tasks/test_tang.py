@@ -1,7 +1,6 @@
 """`hw tang` on the tiny preset and on the real course files: it learns, reloads, sweeps, and rejects bad input."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,14 @@ from hw.generation import IGNORE_INDEX, TANG_FORMAT
 from hw.metrics.poem import score_poems
 from hw.tasks import tang
 from hw.tiny.causal_lm import build_tokenizer
+from tests.shared_data import SHARED_DATA
 
 runner = CliRunner()
 
 
 def _tang_data() -> Path:
     """The real course files (Tang_*.json, Tang_testing_gt.txt); tests using them skip when absent."""
-    root = os.environ.get("HW_SHARED_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    directory = Path(root) / "tang"
+    directory = SHARED_DATA / "tang"
     if not (directory / "Tang_training_data.json").is_file():
         pytest.skip(f"real Tang data not found in {directory}")
     return directory
