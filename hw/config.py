@@ -55,8 +55,9 @@ class TrainConfig:
     """Stop after this many optimizer steps; -1 trains for `num_train_epochs`."""
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     """When to evaluate (and checkpoint): every epoch, every `eval_steps`, or only at the end."""
-    eval_steps: int | None = None
-    """Optimizer steps between evaluations with `eval_strategy: steps`."""
+    eval_steps: float | None = None
+    """Optimizer steps between evaluations with `eval_strategy: steps`; below 1, a fraction of all training steps
+    (0.2 evaluates five times whatever the data size, as in `TrainingArguments`)."""
     logging_steps: int = 30
     """Optimizer steps between training-loss log lines."""
     save_total_limit: int = 2
@@ -89,6 +90,12 @@ class TrainConfig:
         found = [f"{key}: {getattr(self, key)!r} is out of range" for key, ok in checks.items() if not ok]
         if self.eval_strategy == "steps" and not self.eval_steps:
             found.append("eval_steps: required when eval_strategy is 'steps'")
+        elif self.eval_steps is not None and not (
+            0 < self.eval_steps < 1 or float(self.eval_steps).is_integer()
+        ):
+            found.append(
+                f"eval_steps: {self.eval_steps!r} must be a whole number of steps or a fraction of training below 1"
+            )
         if self.early_stopping_patience is not None and self.metric_for_best_model is None:
             found.append("metric_for_best_model: required with early_stopping_patience")
         return found

@@ -112,3 +112,14 @@ def test_override_without_equals_sign() -> None:
 def test_yaml_no_is_read_as_the_word_where_a_choice_is_expected() -> None:
     cfg = config.load(_schema("yelp"), "yelp", overrides=["train.eval_strategy=no"])
     assert cfg.train.eval_strategy == "no"
+
+
+def test_eval_steps_may_be_a_fraction_of_training(tmp_path) -> None:
+    from hw.training import training_arguments
+
+    cfg = config.load(_schema("whisper"), "whisper", "zh")
+    assert cfg.train.eval_steps == 0.2  # five validation losses on the course subset and on all data alike
+    arguments = training_arguments(cfg.train, tmp_path)
+    assert (arguments.eval_steps, arguments.save_steps) == (0.2, 0.2)
+    with pytest.raises(ConfigError, match=r"eval_steps: 1\.5 must be a whole number of steps or a fraction"):
+        config.load(_schema("whisper"), "whisper", "zh", overrides=["train.eval_steps=1.5"])
