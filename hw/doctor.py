@@ -8,6 +8,7 @@ from `KNOWN_MODELS`; every estimate below is rough arithmetic, documented where 
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import shutil
 import struct
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from hw import tiny
 from hw.config import LoraConfig, ModelConfig, TrainConfig
+from hw.sources import _HOW_TO_DOWNLOAD as HOW_TO_DOWNLOAD  # the same advice as a failed run gives
 
 GB = 1e9
 
@@ -51,9 +53,10 @@ QUANTIZED_BYTES = {"4bit": 0.5, "8bit": 1.0}
 # not a measurement; the real figure grows with batch size and sequence length.
 HEADROOM = 1.2
 
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}  # safetensors dtype names
 
 Status = Literal["ok", "warn", "fail"]
+Size = tuple[int, float, str]  # parameters, stored bytes per parameter, where the count came from
 
 
 @dataclass(frozen=True)
@@ -210,18 +213,8 @@ def safetensors_size(path: Path) -> tuple[int, int]:
         (length,) = struct.unpack("<Q", handle.read(8))  # the format opens with the header's length, u64 LE
         header = json.loads(handle.read(length))
     tensors = [value for name, value in header.items() if name != "__metadata__"]
-    parameters = sum(_product(tensor["shape"]) for tensor in tensors)
+    parameters = sum(math.prod(tensor["shape"]) for tensor in tensors)
     return parameters, sum(tensor["data_offsets"][1] - tensor["data_offsets"][0] for tensor in tensors)
-
-
-def _product(shape: list[int]) -> int:
-    count = 1
-    for extent in shape:
-        count *= extent
-    return count
-
-
-Size = tuple[int, float, str]  # parameters, stored bytes per parameter, where the count came from
 
 
 def _size_of_files(files: list[Path], where: str) -> Size | None:
@@ -235,13 +228,6 @@ def _size_of_files(files: list[Path], where: str) -> Size | None:
 def _locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
     """Whether a model loads without a download: `tiny:NAME`, a local directory, the Hub cache, else the Hub."""
     if name.startswith(tiny.PREFIX):
-        built = tiny.cache_root() / f"{name.removeprefix(tiny.PREFIX)}-v{tiny.VERSION}"
-        if built.is_dir():
-            return (
-                "ok",
-                f"tiny asset, built at {built}",
-                _size_of_files(sorted(built.glob("*.safetensors")), "it"),
-            )
         return "ok", "tiny asset, built offline on first use", None
     path = Path(name).expanduser()
     if path.exists() or not _is_repo_id(name):
@@ -341,11 +327,6 @@ def _locate_dataset(name: str, revision: str) -> tuple[Status, str]:
 
 # Fields whose value applies to every model in the same group and below (`lora: null` means a full fine-tune).
 _CONTEXT_FIELDS = ("train", "lora", "quantization", "load_in_8bit")
-_HOW_TO_GET = {
-    "model": "download it where the Hub is reachable (`hf download {name} --local-dir DIR`), then --set {key}=DIR",
-    "dataset": "save it where the Hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(DIR)`), "
-    "then --set {key}=DIR",
-}
 
 
 def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list]) -> None:
@@ -391,7 +372,7 @@ def _model_need(key: str, model: ModelConfig, context: dict[str, Any]) -> ModelN
 def _model_checks(need: ModelNeed) -> list[Check]:
     text = f"model {need.name} ({need.key}): {need.where}"
     if need.availability == "fail" and _is_repo_id(need.name):
-        text += "; " + _HOW_TO_GET["model"].format(name=need.name, key=need.key)
+        text += "; use " + HOW_TO_DOWNLOAD["model"].format(name=need.name, key=need.key)
     checks = [Check(need.availability, "model", text)]
     if need.parameters is None and not need.name.startswith(tiny.PREFIX):
         checks.append(
@@ -409,7 +390,7 @@ def _data_checks(prefix: str, values: dict[str, Any]) -> list[Check]:
         if name == "dataset":
             status, where = _locate_dataset(value, values.get("revision") or "main")
             if status == "fail" and _is_repo_id(value):
-                where += "; " + _HOW_TO_GET["dataset"].format(name=value, key=f"{prefix}{name}")
+                where += "; use " + HOW_TO_DOWNLOAD["dataset"].format(name=value, key=f"{prefix}{name}")
         else:
             local = value.startswith(tiny.PREFIX) or Path(value).expanduser().exists()
             status, where = ("ok", "found") if local else ("fail", "does not exist")

@@ -1,6 +1,7 @@
 """`hw doctor`: the machine and homework checks, the size arithmetic, the exit codes and the JSON shape."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from hw import doctor
 from hw.cli import app
+from hw.config import LoraConfig, ModelConfig, RunOptions, TrainConfig
 
 GiB = 2**30
 INSPECT_MACHINE = doctor.inspect_machine  # the real one, before the fixture stands another in
@@ -117,8 +119,8 @@ def test_tang_offline_on_a_cpu_names_the_missing_model_and_the_gpu_need(empty_ca
     lines = result.output.splitlines()
     assert (
         f"  ✗ model taide/TAIDE-LX-7B-Chat (model.name_or_path): not in the Hugging Face cache ({empty_caches}) "
-        "and HF_HUB_OFFLINE=1; download it where the Hub is reachable (`hf download taide/TAIDE-LX-7B-Chat "
-        "--local-dir DIR`), then --set model.name_or_path=DIR"
+        "and HF_HUB_OFFLINE=1; use `hf download taide/TAIDE-LX-7B-Chat --local-dir DIR` where the Hub is "
+        "reachable, then --set model.name_or_path=DIR"
     ) in lines
     assert (
         "  ! taide/TAIDE-LX-7B-Chat is loaded in 4bit with bitsandbytes, which needs a CUDA GPU: on this CPU it "
@@ -173,11 +175,11 @@ def test_a_model_in_the_hub_cache_counts_only_with_its_weights(empty_caches: Pat
     (empty_caches / "models--bert-base-cased" / "refs" / "main").write_text("0123abcd")
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
-    (Path("reviews")).mkdir()
+    (empty_caches.parent / "datasets" / "yelp_review_full" / "default").mkdir(parents=True)
 
-    without_weights = _doctor("yelp", "--set", "data.dataset=reviews")
+    without_weights = _doctor("yelp")
     save_file({"weight": torch.zeros(6, 7, dtype=torch.float16)}, str(snapshot / "model.safetensors"))
-    with_weights = _doctor("yelp", "--set", "data.dataset=reviews", "--json")
+    with_weights = _doctor("yelp", "--json")
 
     assert without_weights.exit_code == 1
     assert (
@@ -186,6 +188,8 @@ def test_a_model_in_the_hub_cache_counts_only_with_its_weights(empty_caches: Pat
     )
     # the size then came from hw's table: 108,310,272 × (2 × 12 + 4) bytes of checkpoints = 3.0 GB
     assert "disk: 3.0 GB of checkpoints in runs;" in without_weights.output
+    prepared = empty_caches.parent / "datasets" / "yelp_review_full"
+    assert f"  ✓ data yelp_review_full (data.dataset): cached ({prepared})" in without_weights.output
     report = json.loads(with_weights.output)
     assert with_weights.exit_code == 0, with_weights.output
     assert report["models"][0]["where"] == f"in the Hugging Face cache ({snapshot})"
@@ -219,3 +223,57 @@ def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str):
     assert result.exit_code == 2
     assert result.output.startswith(message)
     assert result.output.count("\n") == 1
+
+
+@dataclass(frozen=True)
+class _Stage:
+    model: ModelConfig
+    train: TrainConfig
+    lora: LoraConfig | None = None
+    quantization: str = "none"
+
+
+@dataclass(frozen=True)
+class _Data:
+    dataset: str
+
+
+@dataclass(frozen=True)
+class _TwoStages:
+    """A homework shaped like atc: a speech model trained in full, then a 7B corrector QLoRA-tuned."""
+
+    run: RunOptions
+    data: _Data
+    asr: _Stage
+    corrector: _Stage
+
+
+def test_every_model_of_a_config_is_found_with_the_settings_around_it(tmp_path: Path):
+    (tmp_path / "speech").mkdir()
+    cfg = _TwoStages(
+        run=RunOptions(homework="two", variant="two"),
+        data=_Data(dataset="speech"),
+        asr=_Stage(ModelConfig("openai/whisper-small"), TrainConfig(save_total_limit=1)),
+        corrector=_Stage(
+            ModelConfig("NousResearch/Llama-2-7b-chat-hf"), TrainConfig(), LoraConfig(), quantization="4bit"
+        ),
+    )
+
+    diagnosis = doctor.diagnose(cfg, tmp_path / "runs", _machine(gpus=1, bitsandbytes=True))
+
+    models = [
+        (need.key, need.full_fine_tune, need.quantization, need.parameters) for need in diagnosis.models
+    ]
+    assert models == [
+        ("asr.model.name_or_path", True, "none", 241_734_912),
+        ("corrector.model.name_or_path", False, "4bit", 6_738_415_616),
+    ]
+    texts = [check.text for check in diagnosis.checks]
+    # the larger need decides: whisper-small 1.2 × 16 × 241,734,912 = 4.64e9; Llama 1.2 × (6,738,415,616 × 0.5
+    # + 134,768,312 × 16) = 1.2 × 5.5256e9 = 6.63e9
+    assert any(
+        text.startswith("memory: at least 6.6 GB for NousResearch/Llama-2-7b-chat-hf") for text in texts
+    )
+    # checkpoints: 241,734,912 × (12 + 4) + 134,768,312 × (2 × 12 + 4) = 3.868e9 + 3.774e9 = 7.6 GB
+    assert any(text.startswith("disk: 7.6 GB of checkpoints in") for text in texts)
+    assert "data speech (data.dataset): local path speech" in texts
