@@ -56,6 +56,7 @@ HEADROOM = 1.2
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}  # safetensors dtype names
 
 Status = Literal["ok", "warn", "fail"]
+_TINY_DATA = "tiny synthetic data, built offline"
 Size = tuple[int, float, str]  # parameters, stored bytes per parameter, where the count came from
 
 
@@ -306,7 +307,7 @@ def _on_the_hub(kind: str, name: str, revision: str) -> tuple[Status, str, Size 
 def _locate_dataset(name: str, revision: str) -> tuple[Status, str]:
     """Whether a dataset loads without a download: `tiny:NAME`, a local path, the datasets or Hub cache."""
     if name.startswith(tiny.PREFIX):
-        return "ok", "tiny synthetic data, built offline"
+        return "ok", _TINY_DATA
     path = Path(name).expanduser()
     if path.exists() or not _is_repo_id(name):
         return ("ok", f"local path {path}") if path.exists() else ("fail", f"{str(path)!r} does not exist")
@@ -391,9 +392,12 @@ def _data_checks(prefix: str, values: dict[str, Any]) -> list[Check]:
             status, where = _locate_dataset(value, values.get("revision") or "main")
             if status == "fail" and _is_repo_id(value):
                 where += "; use " + HOW_TO_DOWNLOAD["dataset"].format(name=value, key=f"{prefix}{name}")
-        else:
-            local = value.startswith(tiny.PREFIX) or Path(value).expanduser().exists()
-            status, where = ("ok", "found") if local else ("fail", "does not exist")
+        elif value.startswith(tiny.PREFIX):
+            status, where = "ok", _TINY_DATA
+        else:  # a file or folder the homework reads directly, never from the Hub
+            status, where = (
+                ("ok", "found") if Path(value).expanduser().exists() else ("fail", "does not exist")
+            )
         checks.append(Check(status, "data", f"data {value} ({prefix}{name}): {where}"))
     if not checks:
         keys = [f"{prefix}{name}" for name in values if _is_source_field(name)]
@@ -583,7 +587,11 @@ _MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
 
 def render(diagnosis: Diagnosis) -> str:
     """The checklist: one ✓ / ! / ✗ line per check, then the verdict."""
-    title = "this machine" if diagnosis.homework is None else f"hw {diagnosis.homework} ({diagnosis.variant})"
+    title = (
+        "this machine"
+        if diagnosis.homework is None
+        else f"hw {diagnosis.homework}, variant {diagnosis.variant}"
+    )
     lines = [f"hw doctor: {title}"]
     lines += [f"  {_MARKS[check.status]} {check.text}" for check in diagnosis.checks]
     failed = [check for check in diagnosis.checks if check.status == "fail"]
