@@ -1,6 +1,7 @@
 """`hw doctor`: the machine and homework checks, the size arithmetic, the exit codes and the JSON shape."""
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,3 +278,51 @@ def test_every_model_of_a_config_is_found_with_the_settings_around_it(tmp_path: 
     # checkpoints: 241,734,912 × (12 + 4) + 134,768,312 × (2 × 12 + 4) = 3.868e9 + 3.774e9 = 7.6 GB
     assert any(text.startswith("disk: 7.6 GB of checkpoints in") for text in texts)
     assert "data speech (data.dataset): local path speech" in texts
+
+
+@pytest.mark.parametrize(
+    ("machine", "setting", "line"),
+    [
+        (
+            _machine(),
+            "train.precision=bf16",
+            "  ✗ train.precision is 'bf16' but no GPU here has bf16; set it to auto",
+        ),
+        (
+            _machine(gpus=1),  # a T4: fp16 only
+            "train.precision=bf16",
+            "  ✗ train.precision is 'bf16' but no GPU here has bf16; set it to auto",
+        ),
+        (
+            _machine(),
+            "train.precision=fp16",
+            "  ✗ train.precision is 'fp16' but there is no CUDA GPU; set it to auto",
+        ),
+        (
+            _machine(gpus=1),
+            "quantization=8bit",
+            "  ✗ tiny:tang-llama is loaded in 8bit with bitsandbytes, which is not installed; pip install 'hw[gpu]'",
+        ),
+    ],
+)
+def test_a_precision_or_quantization_this_machine_lacks_fails(
+    monkeypatch: pytest.MonkeyPatch, machine: doctor.Machine, setting: str, line: str
+):
+    monkeypatch.setattr(doctor, "inspect_machine", lambda: machine)
+
+    result = _doctor("tang", "--tiny", "--set", setting)
+
+    assert result.exit_code == 1, result.output
+    assert line in result.output.splitlines()
+
+
+def test_a_disk_too_small_for_the_checkpoints_fails(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**10, 0, 10**9))
+
+    result = _doctor("yelp", "--set", "data.dataset=tiny:yelp")
+
+    # bert-base-cased from hw's table: 108,310,272 × (2 × 12 + 4) = 3.03e9 bytes > 1e9 free
+    assert any(
+        line.startswith("  ✗ disk: 3.0 GB of checkpoints in runs;") for line in result.output.splitlines()
+    )
+    assert result.exit_code == 1
