@@ -343,8 +343,14 @@ def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list
             _walk(value, f"{prefix}{name}.", context, found)
 
 
+def _is_dataset_field(name: str) -> bool:
+    """A Hub id or local dataset: `dataset`, or a named one such as `eval_dataset`."""
+    return name == "dataset" or name.endswith("_dataset")
+
+
 def _is_source_field(name: str) -> bool:
-    return name in ("dataset", "directory") or name.endswith("_file")
+    """Where a homework reads its data: a dataset, a folder (`directory`) or a file (`train_file`)."""
+    return _is_dataset_field(name) or name == "directory" or name.endswith("_file")
 
 
 def _model_need(key: str, model: ModelConfig, context: dict[str, Any]) -> ModelNeed:
@@ -388,7 +394,7 @@ def _data_checks(prefix: str, values: dict[str, Any]) -> list[Check]:
     for name, value in values.items():
         if not _is_source_field(name) or value is None:
             continue
-        if name == "dataset":
+        if _is_dataset_field(name):
             status, where = _locate_dataset(value, values.get("revision") or "main")
             if status == "fail" and _is_repo_id(value):
                 where += "; use " + HOW_TO_DOWNLOAD["dataset"].format(name=value, key=f"{prefix}{name}")

@@ -237,6 +237,7 @@ class _Stage:
 @dataclass(frozen=True)
 class _Data:
     dataset: str
+    eval_dataset: str
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def test_every_model_of_a_config_is_found_with_the_settings_around_it(tmp_path: 
     (tmp_path / "speech").mkdir()
     cfg = _TwoStages(
         run=RunOptions(homework="two", variant="two"),
-        data=_Data(dataset="speech"),
+        data=_Data(dataset="speech", eval_dataset="tiny:atc"),
         asr=_Stage(ModelConfig("openai/whisper-small"), TrainConfig(save_total_limit=1)),
         corrector=_Stage(
             ModelConfig("NousResearch/Llama-2-7b-chat-hf"), TrainConfig(), LoraConfig(), quantization="4bit"
@@ -278,6 +279,7 @@ def test_every_model_of_a_config_is_found_with_the_settings_around_it(tmp_path: 
     # checkpoints: 241,734,912 × (12 + 4) + 134,768,312 × (2 × 12 + 4) = 3.868e9 + 3.774e9 = 7.6 GB
     assert any(text.startswith("disk: 7.6 GB of checkpoints in") for text in texts)
     assert "data speech (data.dataset): local path speech" in texts
+    assert "data tiny:atc (data.eval_dataset): tiny synthetic data, built offline" in texts
 
 
 @pytest.mark.parametrize(
