@@ -326,14 +326,18 @@ def _locate_dataset(name: str, revision: str) -> tuple[Status, str]:
     return status, where
 
 
-# Fields whose value applies to every model in the same group and below (`lora: null` means a full fine-tune).
+# Fields whose value applies to every model in the same group and below (`lora: null` or `use_lora: false`
+# mean a full fine-tune).
 _CONTEXT_FIELDS = ("train", "lora", "quantization", "load_in_8bit")
 
 
 def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list]) -> None:
     """Collect every ModelConfig (with the training settings around it) and every data group of a config."""
     values = {spec.name: getattr(node, spec.name) for spec in dataclasses.fields(node)}
-    context = {**context, **{name: values[name] for name in _CONTEXT_FIELDS if name in values}}
+    own = {name: values[name] for name in _CONTEXT_FIELDS if name in values}
+    if "lora" in own:  # a switch of these adapters sits beside them or one group down (`asr.use_lora`)
+        own["use_lora"] = _lora_switch(values)
+    context = {**context, **own}
     if any(_is_source_field(name) for name in values):
         found["data"].append((prefix, values))
     for name, value in values.items():
@@ -341,6 +345,16 @@ def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list
             found["models"].append((f"{prefix}{name}.name_or_path", value, context))
         elif dataclasses.is_dataclass(value) and name != "run":
             _walk(value, f"{prefix}{name}.", context, found)
+        elif isinstance(value, list):  # e.g. a list of evaluation sets, each naming its dataset
+            for index, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    _walk(item, f"{prefix}{name}[{index}].", context, found)
+
+
+def _lora_switch(values: dict[str, Any]) -> bool | None:
+    """`use_lora` of a group or of one of its subgroups; None when the config has no such switch."""
+    groups = [values, *(vars(value) for value in values.values() if dataclasses.is_dataclass(value))]
+    return next((group["use_lora"] for group in groups if isinstance(group.get("use_lora"), bool)), None)
 
 
 def _is_dataset_field(name: str) -> bool:
@@ -369,7 +383,7 @@ def _model_need(key: str, model: ModelConfig, context: dict[str, Any]) -> ModelN
         parameters=parameters,
         stored_bytes=stored,
         size_source=source,
-        full_fine_tune=not isinstance(context.get("lora"), LoraConfig),
+        full_fine_tune=not isinstance(context.get("lora"), LoraConfig) or context.get("use_lora") is False,
         quantization=quantization,
         save_total_limit=train.save_total_limit if isinstance(train, TrainConfig) else 0,
         precision=train.precision if isinstance(train, TrainConfig) else "auto",
@@ -397,7 +411,7 @@ def _data_checks(prefix: str, values: dict[str, Any]) -> list[Check]:
         if _is_dataset_field(name):
             status, where = _locate_dataset(value, values.get("revision") or "main")
             if status == "fail" and _is_repo_id(value):
-                where += "; use " + HOW_TO_DOWNLOAD["dataset"].format(name=value, key=f"{prefix}{name}")
+                where += "; " + _dataset_advice(value, f"{prefix}{name}")
         elif value.startswith(tiny.PREFIX):
             status, where = "ok", _TINY_DATA
         else:  # a file or folder the homework reads directly, never from the Hub
@@ -411,6 +425,13 @@ def _data_checks(prefix: str, values: dict[str, Any]) -> list[Check]:
             Check("fail", "data", f"no data given: set one of {', '.join(keys)} (--set {keys[0]}=PATH)")
         )
     return checks
+
+
+def _dataset_advice(name: str, key: str) -> str:
+    """The download advice of `hw.sources`; a list item (`data.eval_sets[1].dataset`) has no `--set` of its own."""
+    if "[" not in key:
+        return "use " + HOW_TO_DOWNLOAD["dataset"].format(name=name, key=key)
+    return f"save it where the Hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(DIR)`) and put DIR in {key} of a --config file"
 
 
 def machine_checks(machine: Machine) -> list[Check]:

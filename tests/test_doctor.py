@@ -328,3 +328,45 @@ def test_a_disk_too_small_for_the_checkpoints_fails(monkeypatch: pytest.MonkeyPa
         line.startswith("  ✗ disk: 3.0 GB of checkpoints in runs;") for line in result.output.splitlines()
     )
     assert result.exit_code == 1
+
+
+@dataclass(frozen=True)
+class _Switch:
+    use_lora: bool
+
+
+@dataclass(frozen=True)
+class _EvalSets:
+    eval_sets: list[_Data]
+
+
+@dataclass(frozen=True)
+class _SwitchedOff:
+    """Shaped like atc: LoRA settings at the top, switched off one group down, evaluation sets in a list."""
+
+    run: RunOptions
+    model: ModelConfig
+    train: TrainConfig
+    lora: LoraConfig
+    asr: _Switch
+    data: _EvalSets
+
+
+def test_use_lora_false_means_a_full_fine_tune_and_list_items_are_checked(tmp_path: Path):
+    cfg = _SwitchedOff(
+        run=RunOptions(homework="atc-like", variant="atc-like"),
+        model=ModelConfig("openai/whisper-small"),
+        train=TrainConfig(),
+        lora=LoraConfig(),
+        asr=_Switch(use_lora=False),
+        data=_EvalSets([_Data("tiny:atcosim", "tiny:atcosim"), _Data("tiny:atco2", "owner/not-cached")]),
+    )
+
+    diagnosis = doctor.diagnose(cfg, tmp_path / "runs", _machine())
+
+    assert [need.full_fine_tune for need in diagnosis.models] == [True]
+    failed = [check.text for check in diagnosis.checks if check.status == "fail"]
+    assert failed[-1].startswith(
+        "data owner/not-cached (data.eval_sets[1].eval_dataset): not in the Hugging Face cache"
+    )
+    assert failed[-1].endswith("and put DIR in data.eval_sets[1].eval_dataset of a --config file")
