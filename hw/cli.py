@@ -355,7 +355,7 @@ def doctor(
     ] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Preflight before a long run: GPU, precision, bitsandbytes, memory, disk, cached models and data. Exit 1: cannot run."""
+    """Preflight before a long run: GPU, precision, bitsandbytes, memory, disk, models, data; exit 1 if it cannot work."""
     from hw import config as config_module
     from hw import doctor as preflight
 

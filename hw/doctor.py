@@ -431,7 +431,10 @@ def _dataset_advice(name: str, key: str) -> str:
     """The download advice of `hw.sources`; a list item (`data.eval_sets[1].dataset`) has no `--set` of its own."""
     if "[" not in key:
         return "use " + HOW_TO_DOWNLOAD["dataset"].format(name=name, key=key)
-    return f"save it where the Hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(DIR)`) and put DIR in {key} of a --config file"
+    return (
+        f"save it where the Hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(DIR)`) "
+        f"and put DIR in {key} of a --config file"
+    )
 
 
 def machine_checks(machine: Machine) -> list[Check]:
