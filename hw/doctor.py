@@ -499,16 +499,16 @@ def _precision_checks(need: ModelNeed, machine: Machine) -> list[Check]:
                 "warn",
                 "gpu",
                 f"{asked}, which needs a CUDA GPU: on this CPU it loads unquantized "
-                f"({_weights_text(need, need.stored_bytes)}) and trains very slowly",
+                f"({_weights_text(need)}) and trains very slowly",
             )
         )
     return checks
 
 
-def _weights_text(need: ModelNeed, bytes_per_parameter: float) -> str:
+def _weights_text(need: ModelNeed) -> str:
     if need.parameters is None:
         return "size unknown"
-    return f"{need.parameters / 1e9:.2f} B parameters × {bytes_per_parameter:g} bytes"
+    return f"{need.parameters / 1e9:.2f} B parameters × {need.stored_bytes:g} bytes"
 
 
 def _memory_need(need: ModelNeed, machine: Machine) -> float:
@@ -540,6 +540,11 @@ def _memory_checks(needs: list[ModelNeed], machine: Machine) -> list[Check]:
     status: Status = "ok" if required <= capacity else "fail"
     text = f"memory: at least {required / GB:.1f} GB for {need.name} ({how}, +20 %); {place}"
     checks = [Check(status, "memory", text)]
+    if machine.gpus and machine.gpus[0].free_bytes < required <= capacity:
+        free = machine.gpus[0].free_bytes / GB
+        checks.append(
+            Check("warn", "memory", f"GPU 0 has only {free:.1f} GB free now: other processes hold the rest")
+        )
     if not machine.gpus and need.parameters > 1e9 and not need.name.startswith(tiny.PREFIX):
         checks.append(
             Check("warn", "gpu", f"{need.name} has {need.parameters / 1e9:.1f} B parameters: use a GPU")
