@@ -338,6 +338,47 @@ def smoke(
 
 
 @app.command(
+    epilog="Example: hw doctor   |   hw doctor tang --set data.directory=DIR   |   hw doctor yelp --json"
+)
+def doctor(
+    homework: Annotated[
+        str | None, typer.Argument(help="Homework to check; without one, only the machine is reported.")
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", "--lang", help="Packaged config (whisper: the language).")
+    ] = None,
+    config: ConfigOption = None,
+    set: SetOption = None,
+    tiny: TinyOption = False,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="Where runs will be written (its disk is checked).")
+    ] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Preflight before a long run: GPU, precision, bitsandbytes, memory, disk, models, data; exit 1 if it cannot work."""
+    from hw import config as config_module
+    from hw import doctor as preflight
+
+    with _user_errors():
+        cfg = None
+        if homework is not None:
+            if homework not in HOMEWORKS:
+                raise HwError(f"unknown homework {homework!r}; choose one of: {', '.join(HOMEWORKS)}")
+            schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
+            variant = variant or VARIANT_OPTIONS.get(homework, (None, None, None))[2]
+            cfg = config_module.load(
+                schema, homework, variant, config_file=config, overrides=set or [], run={"tiny": tiny}
+            )
+        diagnosis = preflight.diagnose(cfg, output_dir)
+    typer.echo(
+        json.dumps(preflight.to_json(diagnosis), ensure_ascii=False)
+        if as_json
+        else preflight.render(diagnosis)
+    )
+    raise typer.Exit(0 if diagnosis.ok else 1)
+
+
+@app.command(
     name="whisper-dataset",
     epilog="Example: hw whisper-dataset talk.mp4 lecture.m4a --out data/mine --opencc s2twp",
 )
