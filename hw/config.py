@@ -212,11 +212,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise HwError(f"config file not found: {str(path)!r}; pass an existing YAML file to --config")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise HwError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start}); re-save it as UTF-8"
+        ) from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
+        problem = f" ({error.problem})" if getattr(error, "problem", None) else ""
         raise HwError(
-            f"config file {str(path)!r} is not valid YAML{line}; fix the syntax and retry"
+            f"config file {str(path)!r} is not valid YAML{line}{problem}; fix the syntax and retry"
         ) from None
     if not isinstance(data, dict):
         raise HwError(
@@ -265,6 +270,8 @@ def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
     for key in data.keys() - fields.keys():
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean {path}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+        if "token" in key.lower():  # a config is saved with every run and shared: secrets stay out of it
+            hint = "; a Hub token is read only from the HF_TOKEN environment variable, never from a config"
         problems.append(f"{path}{key}: unknown key{hint}")
     values, failed = {}, set()
     for name, spec in fields.items():

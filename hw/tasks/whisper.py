@@ -203,8 +203,12 @@ def _features(
         kept[name] = computed.select([index for index, why in enumerate(reasons) if not why])
         counts.append([name, len(computed), len(kept[name]), *map(reasons.count, speech.SKIP_REASONS)])
         if not len(kept[name]):
+            why = ", ".join(
+                f"{reasons.count(reason)} {reason}" for reason in speech.SKIP_REASONS if reason in reasons
+            )
             raise HwError(
-                f"no usable clip in the {name} split of {cfg.data.dataset!r}; see the clips logged above"
+                f"no usable clip in the {name} split of {cfg.data.dataset!r} ({why}, first: {files[0]}); "
+                "see the clips logged above and fix or remove them"
             )
     return kept, counts
 
