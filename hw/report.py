@@ -190,7 +190,9 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
             f"- **Parameters:** {counts['trainable_parameters']:,} trainable of {counts['total_parameters']:,}"
         )
     if settings.get("model", {}).get("trust_remote_code"):
-        lines.append("- **trust_remote_code was ON**: Python code from the model's repository ran.")
+        lines.append(
+            "- **trust_remote_code was ON**: Python code shipped with the model's repository was allowed to run."
+        )
     packages = environment["packages"]
     lines.append(
         f"- **Hardware:** {environment['device']} · **time:** {metrics.get('wall_seconds', '?')} s · "

@@ -93,7 +93,10 @@ def test_set_values_are_parsed_as_yaml() -> None:
 def test_malformed_yaml_is_one_line(tmp_path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [unclosed\n")
-    with pytest.raises(HwError, match=r"is not valid YAML at line 2; fix the syntax and retry"):
+    with pytest.raises(
+        HwError,
+        match=r"is not valid YAML at line 2 \(expected ',' or '\]', but got '<stream end>'\); fix the syntax and retry",
+    ):
         config.load(_schema("yelp"), "yelp", config_file=broken)
 
 

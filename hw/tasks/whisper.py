@@ -108,11 +108,17 @@ class WhisperConfig:
 
     def problems(self) -> list[str]:
         languages = speech.whisper_languages()
-        if self.language in languages:
-            return []
-        return [
-            f"language: {self.language!r} is not a Whisper language code; e.g. {', '.join(list(languages)[:8])}"
-        ]
+        found = []
+        if self.language not in languages:
+            found.append(
+                f"language: {self.language!r} is not a Whisper language code; e.g. {', '.join(list(languages)[:8])}"
+            )
+        if self.model.trust_remote_code:  # else the report would claim repository code was allowed to run
+            found.append(
+                "model.trust_remote_code: hw whisper loads transformers' own Whisper classes and runs no "
+                "repository code; remove the setting"
+            )
+        return found
 
 
 def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
