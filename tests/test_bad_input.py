@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from transformers import PreTrainedModel
 from typer.testing import CliRunner
 
 from hw import runs
@@ -43,6 +44,8 @@ class Case:
     """Every atomic write of `hw.runs` fails with ENOSPC, as on a full disk."""
     in_subprocess: bool = False
     """Run `python -m hw` for real, as a user's shell would."""
+    loads_weights: bool = False
+    """The mistake can only show once a model is loaded; every other case must fail before any weights load."""
 
 
 def _write(relative: str, content: str | bytes) -> Callable[[Path], None]:
@@ -501,6 +504,7 @@ CASES = [
         r"none of the 1 media could be labelled \(first: cannot decode media file {work}/talk\.mp4",
         _write("talk.mp4", b"\x00\x00\x00\x18ftypmp42 truncated"),
         whisper_model=True,
+        loads_weights=True,  # media are decoded one by one after the labelling model loads
     ),
 ]
 
@@ -558,6 +562,10 @@ class _FullDisk:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+def _no_weights(cls, *args, **kwargs):
+    raise AssertionError(f"{cls.__name__} weights loaded before the bad input was reported")
+
+
 def _invoke(case: Case, args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of one command line; a traceback, if any, appears in stderr."""
     if case.in_subprocess:
@@ -568,6 +576,8 @@ def _invoke(case: Case, args: list[str], monkeypatch: pytest.MonkeyPatch) -> tup
         return done.returncode, done.stdout, done.stderr
     if case.full_disk:
         monkeypatch.setattr(runs, "os", _FullDisk())
+    if not case.loads_weights:
+        monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(_no_weights))
     result = runner.invoke(app, args)
     error = result.exception
     trace = "" if error is None or isinstance(error, SystemExit) else f"Traceback: {error!r}"

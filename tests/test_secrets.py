@@ -5,6 +5,7 @@ import ast
 import re
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -34,6 +35,7 @@ def token_runs(tmp_path_factory: pytest.TempPathFactory, offline_session: Path) 
         patch.chdir(home)
         patch.setenv("HF_TOKEN", FAKE_TOKEN)
         patch.setenv("HUGGING_FACE_HUB_TOKEN", FAKE_TOKEN)
+        assert huggingface_hub.get_token() == FAKE_TOKEN  # the token was there to leak
         for command in commands:
             result = runner.invoke(app, command)
             assert result.exit_code == (2 if "--set" in command else 0), result.output
