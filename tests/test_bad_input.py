@@ -44,6 +44,8 @@ class Case:
     """Every atomic write of `hw.runs` fails with ENOSPC, as on a full disk."""
     in_subprocess: bool = False
     """Run `python -m hw` for real, as a user's shell would."""
+    logs: bool = False
+    """Log lines of the work done so far may precede the error line on stderr."""
     loads_weights: bool = False
     """The mistake can only show once a model is loaded; every other case must fail before any weights load."""
 
@@ -279,6 +281,7 @@ CASES = [
             _write("reviews/train.csv", "review,stars\ngood,5\n"),
             _write("reviews/test.csv", "review,stars\nbad,1\n"),
         ),
+        logs=True,  # datasets shows its progress reading the files
     ),
     Case(
         "dataset-empty",
@@ -299,6 +302,7 @@ CASES = [
             _write("questions/train.jsonl", '{"id": "1", "context": "c", "question": "q"}\n'),
             _write("questions/validation.jsonl", '{"id": "2", "context": "c", "question": "q"}\n'),
         ),
+        logs=True,  # datasets shows its progress reading the files
     ),
     Case(
         "whisper-metadata-missing-column",
@@ -313,6 +317,7 @@ CASES = [
         r"no usable clip in the train split of '{work}/speech' \(1 undecodable, first: broken\.wav\)",
         _corrupt_audiofolder,
         whisper_model=True,
+        logs=True,  # each skipped clip is logged with its reason
     ),
     Case(
         "tang-no-data",
@@ -505,6 +510,7 @@ CASES = [
         _write("talk.mp4", b"\x00\x00\x00\x18ftypmp42 truncated"),
         whisper_model=True,
         loads_weights=True,  # media are decoded one by one after the labelling model loads
+        logs=True,  # each failed medium is logged with its reason
     ),
 ]
 
@@ -608,6 +614,7 @@ def test_bad_input(
     assert code == 2, stdout + stderr
     errors = [line for line in stderr.splitlines() if line.startswith("hw: error:")]
     assert len(errors) == 1 and stderr.rstrip().endswith(errors[0]), stderr
+    assert case.logs or stderr == errors[0] + "\n", stderr
     pattern = case.error.format(work=re.escape(str(work)), finished=re.escape(str(finished)))
     assert re.search(pattern, errors[0]), errors[0]
     assert FAKE_TOKEN not in stdout + stderr
