@@ -259,9 +259,8 @@ def run_homework(
         settings = config.to_dict(cfg)
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-        if (
-            cfg.run.tiny
-        ):  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        if cfg.run.tiny:
             import torch
 
             torch.set_num_threads(1)
