@@ -75,18 +75,23 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Out-of-range values, as `key: problem` strings."""
         checks = {
-            "learning_rate": 0 < self.learning_rate < 1,
-            "num_train_epochs": self.num_train_epochs > 0,
-            "per_device_train_batch_size": self.per_device_train_batch_size >= 1,
-            "per_device_eval_batch_size": self.per_device_eval_batch_size >= 1,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "logging_steps": self.logging_steps >= 1,
-            "save_total_limit": self.save_total_limit >= 1,
-            "max_steps": self.max_steps == -1 or self.max_steps >= 1,
+            "learning_rate": ("between 0 and 1", 0 < self.learning_rate < 1),
+            "num_train_epochs": ("above 0", self.num_train_epochs > 0),
+            "per_device_train_batch_size": ("at least 1", self.per_device_train_batch_size >= 1),
+            "per_device_eval_batch_size": ("at least 1", self.per_device_eval_batch_size >= 1),
+            "gradient_accumulation_steps": ("at least 1", self.gradient_accumulation_steps >= 1),
+            "weight_decay": ("0 or more", self.weight_decay >= 0),
+            "warmup_steps": ("0 or more", self.warmup_steps >= 0),
+            "logging_steps": ("at least 1", self.logging_steps >= 1),
+            "save_total_limit": ("at least 1", self.save_total_limit >= 1),
+            "max_steps": (
+                "-1 (train num_train_epochs) or at least 1",
+                self.max_steps == -1 or self.max_steps >= 1,
+            ),
         }
-        found = [f"{key}: {getattr(self, key)!r} is out of range" for key, ok in checks.items() if not ok]
+        found = [
+            f"{key}: {getattr(self, key)!r} must be {rule}" for key, (rule, ok) in checks.items() if not ok
+        ]
         if self.eval_strategy == "steps" and not self.eval_steps:
             found.append("eval_steps: required when eval_strategy is 'steps'")
         if self.early_stopping_patience is not None and self.metric_for_best_model is None:
@@ -208,6 +213,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if Path(path).is_dir():
+        raise HwError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
     if not Path(path).is_file():
         raise HwError(f"config file not found: {str(path)!r}; pass an existing YAML file to --config")
     try:

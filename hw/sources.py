@@ -154,10 +154,14 @@ def _looks_like_path(name: str) -> bool:
 
 def _unreachable(kind: str, name: str, key: str, error: Exception) -> HwError:
     reason = _first_line(error)
+    if type(error).__name__ == "LocalEntryNotFoundError":  # its own text ends in generic advice, cut mid-word
+        reason = "not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1"
     how = _HOW_TO_DOWNLOAD[kind].format(name=name, key=key)
     return HwError(f"{kind} {name!r} could not be loaded from the Hugging Face Hub ({reason}); use {how}")
 
 
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    return f"{type(error).__name__}: {text[0][:160]}" + ("…" if len(text[0]) > 160 else "")

@@ -115,7 +115,11 @@ CASES = [
         ["yelp", "--config", "{work}/missing.yaml"],
         r"config file not found: '{work}/missing\.yaml'; pass an existing YAML file",
     ),
-    Case("config-is-a-folder", ["yelp", "--config", "{work}"], r"config file not found: '{work}'"),
+    Case(
+        "config-is-a-folder",
+        ["yelp", "--config", "{work}"],
+        r"config file '{work}' is a folder; pass a YAML file to --config",
+    ),
     Case(
         "config-malformed-yaml",
         ["yelp", "--config", "{work}/bad.yaml"],
@@ -163,7 +167,7 @@ CASES = [
     Case(
         "set-out-of-range-epochs",
         ["yelp", "--set", "train.num_train_epochs=0"],
-        r"train\.num_train_epochs: 0\.0 is out of range",
+        r"train\.num_train_epochs: 0\.0 must be above 0",
     ),
     Case(
         "set-out-of-range-length",
@@ -241,7 +245,7 @@ CASES = [
     Case(
         "hub-model-offline",
         ["yelp", "--set", "model.name_or_path=nobody/no-such-model"],
-        r"model 'nobody/no-such-model' could not be loaded from the Hugging Face Hub \(.*\); use `hf download nobody/no-such-model --local-dir DIR`",
+        r"model 'nobody/no-such-model' could not be loaded from the Hugging Face Hub \(not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1\); use `hf download nobody/no-such-model --local-dir DIR`",
         in_subprocess=True,
     ),
     Case(
