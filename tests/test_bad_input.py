@@ -5,7 +5,6 @@ checks that not one byte of them changes and that nothing new appears there: a r
 leaves no run directory behind. Inputs are laid out in each case's own `work` folder.
 """
 
-import errno
 import hashlib
 import json
 import os
@@ -23,9 +22,10 @@ from typer.testing import CliRunner
 
 from hw import runs
 from hw.cli import app
+from tests.test_runs import FullDisk
+from tests.test_secrets import FAKE_TOKEN
 
 runner = CliRunner()
-TOKEN_KEY_HINT = "Hub token"
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,6 @@ SQUAD = json.dumps(
         ],
     }
 )
-FAKE_TOKEN = "hf_FAKEsecret0123456789abcdef"
 
 CASES = [
     # --- configuration files and overrides
@@ -560,18 +559,6 @@ def untrained_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-class _FullDisk:
-    """`os` as `hw.runs` sees it, except that every file it opens for writing fails like a full disk."""
-
-    def __getattr__(self, name: str):
-        return getattr(os, name)
-
-    @staticmethod
-    def fdopen(descriptor: int, *args, **kwargs):
-        os.close(descriptor)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
 def _no_weights(cls, *args, **kwargs):
     raise AssertionError(f"{cls.__name__} weights loaded before the bad input was reported")
 
@@ -585,7 +572,7 @@ def _invoke(case: Case, args: list[str], monkeypatch: pytest.MonkeyPatch) -> tup
         )
         return done.returncode, done.stdout, done.stderr
     if case.full_disk:
-        monkeypatch.setattr(runs, "os", _FullDisk())
+        monkeypatch.setattr(runs, "os", FullDisk())
     if not case.loads_weights:
         monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(_no_weights))
     result = runner.invoke(app, args)
