@@ -429,7 +429,7 @@ CASES = [
     Case(
         "squad-data-not-squad",
         ["score", "squad", "{work}/dev.json", "{work}/predictions.json"],
-        r"SQuAD data file {work}/dev\.json",
+        r"SQuAD data file {work}/dev\.json has the wrong layout: data should be a JSON array, found a JSON number",
         _both(_write("dev.json", '{"data": 5}'), _write("predictions.json", "{}")),
     ),
     Case(
@@ -452,7 +452,7 @@ CASES = [
     Case(
         "asr-unknown-normalizer",
         ["score", "asr", "{work}/samples.csv", "--normalize", "fancy"],
-        r"'fancy'.*none, basic, zh",
+        r"unknown normalizer 'fancy'; allowed: none, basic, zh",
         _write("samples.csv", "hypothesis,reference\na,b\n"),
     ),
     Case(
@@ -482,7 +482,7 @@ CASES = [
     Case(
         "whisper-dataset-overlap",
         ["whisper-dataset", "{work}/talk.wav", "--out", "{work}/out", "--overlap-seconds", "12"],
-        r"overlap.*12",
+        r"cannot cut 10\.0 s segments overlapping by 12\.0 s; the segment must be positive and the overlap at least 0 and shorter",
         _write("talk.wav", b""),
     ),
     Case(
