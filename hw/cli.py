@@ -254,21 +254,23 @@ def run_homework(
         resume=cfg.run.resume,
         tiny=cfg.run.tiny,
     )
-    runs.prepare(run_dir)
-    settings = config.to_dict(cfg)
-    runs.write_yaml(run_dir / "config.yaml", settings)
-    runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-    if cfg.run.tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
-        import torch
+    with runs.removed_on_user_error(run_dir):
+        runs.prepare(run_dir)
+        settings = config.to_dict(cfg)
+        runs.write_yaml(run_dir / "config.yaml", settings)
+        runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
+        # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        if cfg.run.tiny:
+            import torch
 
-        torch.set_num_threads(1)
-    started = time.perf_counter()
-    with _logging_to(run_dir / "run.log"):
-        task.run(cfg, run_dir)
-    metrics = runs.read_json(run_dir / "metrics.json")
-    runs.write_json(
-        run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
-    )
+            torch.set_num_threads(1)
+        started = time.perf_counter()
+        with _logging_to(run_dir / "run.log"):
+            task.run(cfg, run_dir)
+        metrics = runs.read_json(run_dir / "metrics.json")
+        runs.write_json(
+            run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
+        )
     fragment = report.write_fragment(run_dir, reports_dir)
     typer.echo(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
@@ -406,6 +408,7 @@ def whisper_dataset(
 ) -> None:
     """Cut your own recordings into overlapping 16 kHz clips, pseudo-label them with Whisper, write an audiofolder."""
     with _user_errors():
+        from hw import runs
         from hw.tasks import whisper_dataset as builder
 
         options = builder.DatasetOptions(
@@ -418,9 +421,10 @@ def whisper_dataset(
             batch_size=batch_size,
             opencc=opencc,
         )
-        out.mkdir(parents=True, exist_ok=True)
-        with _logging_to(out / "run.log"):
-            counts = builder.build(media, out, options)
+        with runs.removed_on_user_error(out):
+            out.mkdir(parents=True, exist_ok=True)
+            with _logging_to(out / "run.log"):
+                counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "
             f"{counts['test']} test), {counts['already_done']} already done, {counts['failed']} failed; "

@@ -76,18 +76,23 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Out-of-range values, as `key: problem` strings."""
         checks = {
-            "learning_rate": 0 < self.learning_rate < 1,
-            "num_train_epochs": self.num_train_epochs > 0,
-            "per_device_train_batch_size": self.per_device_train_batch_size >= 1,
-            "per_device_eval_batch_size": self.per_device_eval_batch_size >= 1,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "logging_steps": self.logging_steps >= 1,
-            "save_total_limit": self.save_total_limit >= 1,
-            "max_steps": self.max_steps == -1 or self.max_steps >= 1,
+            "learning_rate": ("between 0 and 1", 0 < self.learning_rate < 1),
+            "num_train_epochs": ("above 0", self.num_train_epochs > 0),
+            "per_device_train_batch_size": ("at least 1", self.per_device_train_batch_size >= 1),
+            "per_device_eval_batch_size": ("at least 1", self.per_device_eval_batch_size >= 1),
+            "gradient_accumulation_steps": ("at least 1", self.gradient_accumulation_steps >= 1),
+            "weight_decay": ("0 or more", self.weight_decay >= 0),
+            "warmup_steps": ("0 or more", self.warmup_steps >= 0),
+            "logging_steps": ("at least 1", self.logging_steps >= 1),
+            "save_total_limit": ("at least 1", self.save_total_limit >= 1),
+            "max_steps": (
+                "-1 (train num_train_epochs) or at least 1",
+                self.max_steps == -1 or self.max_steps >= 1,
+            ),
         }
-        found = [f"{key}: {getattr(self, key)!r} is out of range" for key, ok in checks.items() if not ok]
+        found = [
+            f"{key}: {getattr(self, key)!r} must be {rule}" for key, (rule, ok) in checks.items() if not ok
+        ]
         if self.eval_strategy == "steps" and not self.eval_steps:
             found.append("eval_steps: required when eval_strategy is 'steps'")
         elif self.eval_steps is not None and not (
@@ -215,15 +220,22 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if Path(path).is_dir():
+        raise HwError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
     if not Path(path).is_file():
         raise HwError(f"config file not found: {str(path)!r}; pass an existing YAML file to --config")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise HwError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start}); re-save it as UTF-8"
+        ) from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
+        problem = f" ({error.problem})" if getattr(error, "problem", None) else ""
         raise HwError(
-            f"config file {str(path)!r} is not valid YAML{line}; fix the syntax and retry"
+            f"config file {str(path)!r} is not valid YAML{line}{problem}; fix the syntax and retry"
         ) from None
     if not isinstance(data, dict):
         raise HwError(
@@ -272,6 +284,8 @@ def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
     for key in data.keys() - fields.keys():
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean {path}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+        if "token" in key.lower():  # a config is saved with every run and shared: secrets stay out of it
+            hint = "; a Hub token is read only from the HF_TOKEN environment variable, never from a config"
         problems.append(f"{path}{key}: unknown key{hint}")
     values, failed = {}, set()
     for name, spec in fields.items():

@@ -114,8 +114,14 @@ def _parse_fragment(path: Path) -> tuple[dict, str]:
         raise HwError(
             f"{str(path)!r} is not an hw report fragment (no hw-fragment header); remove it or re-run"
         )
+    try:
+        metadata = json.loads(match.group(1))
+    except json.JSONDecodeError as error:
+        raise HwError(
+            f"{str(path)!r} has a damaged hw-fragment header ({error.msg}); re-run its homework or remove it"
+        ) from None
     body = _TABLE.sub("", text[match.end() :]).strip()
-    return json.loads(match.group(1)), "\n" + body
+    return metadata, "\n" + body
 
 
 def _row_groups(metadata: dict) -> list[tuple[str, list[dict]]]:
@@ -184,7 +190,9 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
             f"- **Parameters:** {counts['trainable_parameters']:,} trainable of {counts['total_parameters']:,}"
         )
     if settings.get("model", {}).get("trust_remote_code"):
-        lines.append("- **trust_remote_code was ON**: Python code from the model's repository ran.")
+        lines.append(
+            "- **trust_remote_code was ON**: Python code shipped with the model's repository was allowed to run."
+        )
     packages = environment["packages"]
     lines.append(
         f"- **Hardware:** {environment['device']} · **time:** {metrics.get('wall_seconds', '?')} s · "

@@ -1,12 +1,14 @@
 """Run directories and their artifacts: where a run writes, atomic writes, and the environment it ran in."""
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -61,15 +63,49 @@ def prepare(run_dir: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a file atomically: a reader sees the old content or the new, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write a file atomically: a reader sees the old content or the new, never half of it.
+
+    Raises:
+        HwError: the file cannot be written (disk full, read-only or missing folder, a folder in its place).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise _unwritable(path, error) from None
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _unwritable(path, error) from None
+        raise
+
+
+def _unwritable(path: Path, error: OSError) -> HwError:
+    return HwError(
+        f"cannot write {str(path)!r} ({error.strerror or error}); free disk space, or choose a writable "
+        "--output-dir / --reports-dir"
+    )
+
+
+@contextlib.contextmanager
+def removed_on_user_error(directory: Path) -> Iterator[None]:
+    """Remove the folders a command creates for `directory` when a user error stops it before a checkpoint.
+
+    A typo found in the first second then leaves nothing behind, not even an empty `runs/<homework>/`; a run
+    that saved a checkpoint keeps it for `--resume`, and a folder that existed before is never removed.
+    """
+    created = None if directory.exists() else directory
+    while created is not None and not created.parent.exists():
+        created = created.parent  # the topmost folder this command will create
+    try:
+        yield
+    except HwError:
+        if created is not None and not any(directory.glob("checkpoints/checkpoint-*")):
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 

@@ -4,6 +4,7 @@ Everything heavy (weights, data) is fetched by the real `from_pretrained` / `loa
 makes sure the name points at something loadable before any of that starts.
 """
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,7 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
             raise HwError(
                 f"{key}: {name_or_path!r} does not exist; give a directory saved with save_pretrained"
             )
-        if not any((path / marker).is_file() for marker in ("config.json", "adapter_config.json")):
-            raise HwError(
-                f"{key}: {name_or_path!r} is not a saved model (no config.json or adapter_config.json in it); "
-                "point at the directory save_pretrained wrote"
-            )
+        _require_saved_model(path, name_or_path, key)
         return str(path)
     from huggingface_hub import hf_hub_download
 
@@ -45,6 +42,31 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
     except Exception as error:  # offline, gated, missing repo or revision: all end the same way for the user
         raise _unreachable("model", name, key, error) from None
     return name
+
+
+def _require_saved_model(path: Path, name_or_path: str, key: str) -> None:
+    """A directory `from_pretrained` can load: a readable config and weights (a model's or an adapter's)."""
+    markers = [
+        path / marker for marker in ("config.json", "adapter_config.json") if (path / marker).is_file()
+    ]
+    if not markers:
+        raise HwError(
+            f"{key}: {name_or_path!r} is not a saved model (no config.json or adapter_config.json in it); "
+            "point at the directory save_pretrained wrote"
+        )
+    try:
+        json.loads(markers[0].read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HwError(
+            f"{key}: {str(markers[0])!r} is not valid JSON ({_first_line(error)}); save the model again"
+        ) from None
+    # `from_pretrained` reads these weight files (safetensors first); training_args.bin is no weight file.
+    weights = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "adapter_model.bin")
+    if not any(any(path.glob(pattern)) for pattern in weights):
+        raise HwError(
+            f"{key}: {name_or_path!r} holds no weights (no *.safetensors or *.bin model file); "
+            "point at the directory save_pretrained wrote, not at a copy of its config"
+        )
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -70,6 +92,7 @@ def load_dataset_dict(
             raise HwError(f"{key}: {dataset!r} does not exist; give a dataset folder or a Hub id")
         if (path / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(path))
+        _require_examples(path, dataset, key)
         try:
             return datasets.load_dataset(str(path))
         except Exception as error:
@@ -80,12 +103,36 @@ def load_dataset_dict(
         raise _unreachable("dataset", name, key, error) from None
 
 
+# Data files `datasets` reads from a folder, and how many leading lines hold no example (a CSV header).
+_DATA_FILES = {".csv": 1, ".tsv": 1, ".json": 0, ".jsonl": 0}
+
+
+def _require_examples(folder: Path, dataset: str, key: str) -> None:
+    """Fail on an empty data file in a folder, which `datasets` reports only as a generation error."""
+    for file in sorted(folder.rglob("*")):
+        skip = _DATA_FILES.get(file.suffix.lower())
+        # 4 KiB is far beyond a header line: a larger file holds examples, and is not read here
+        if skip is None or not file.is_file() or file.stat().st_size > 4096:
+            continue
+        lines = [
+            line for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
+        ]
+        if len(lines) <= skip or lines[skip:] in (["[]"], ["{}"]):
+            raise HwError(
+                f"{key}: {str(file)!r} in dataset {dataset!r} holds no examples; give every split file at least one"
+            )
+
+
 def require_split(dataset_dict: Any, split: str, dataset: str, key: str) -> Any:
     """The named split, or a clear error listing the ones that exist."""
     if split not in dataset_dict:
         raise HwError(
             f"{key}: split {split!r} is not in dataset {dataset!r} (it has: {', '.join(dataset_dict)}); "
             f"set {key} to one of those"
+        )
+    if not len(dataset_dict[split]):
+        raise HwError(
+            f"{key}: split {split!r} of dataset {dataset!r} holds no examples; give it at least one"
         )
     return dataset_dict[split]
 
@@ -107,10 +154,14 @@ def _looks_like_path(name: str) -> bool:
 
 def _unreachable(kind: str, name: str, key: str, error: Exception) -> HwError:
     reason = _first_line(error)
+    if type(error).__name__ == "LocalEntryNotFoundError":  # its own text ends in generic advice, cut mid-word
+        reason = "not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1"
     how = _HOW_TO_DOWNLOAD[kind].format(name=name, key=key)
     return HwError(f"{kind} {name!r} could not be loaded from the Hugging Face Hub ({reason}); use {how}")
 
 
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    return f"{type(error).__name__}: {text[0][:160]}" + ("…" if len(text[0]) > 160 else "")

@@ -59,7 +59,7 @@ def test_several_bad_values_are_reported_together() -> None:
     assert "train.per_device_train_batch_size: expected int, got 'many'" in problems
     assert "data.padding: 'always' is not one of 'dynamic', 'max_length'" in problems
     assert (
-        "train.learning_rate: -1.0 is out of range" in problems
+        "train.learning_rate: -1.0 must be between 0 and 1" in problems
     )  # checked despite its neighbour's type error
     assert len(str(caught.value).splitlines()) == 1
 
@@ -69,7 +69,7 @@ def test_range_problems_of_separate_groups_are_all_listed() -> None:
         config.load(_schema("yelp"), "yelp", overrides=["train.learning_rate=-1", "data.max_length=0"])
     assert caught.value.problems == [
         "data.max_length: 0 must be at least 1",
-        "train.learning_rate: -1.0 is out of range",
+        "train.learning_rate: -1.0 must be between 0 and 1",
     ]
 
 
@@ -93,7 +93,10 @@ def test_set_values_are_parsed_as_yaml() -> None:
 def test_malformed_yaml_is_one_line(tmp_path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [unclosed\n")
-    with pytest.raises(HwError, match=r"is not valid YAML at line 2; fix the syntax and retry"):
+    with pytest.raises(
+        HwError,
+        match=r"is not valid YAML at line 2 \(expected ',' or '\]', but got '<stream end>'\); fix the syntax and retry",
+    ):
         config.load(_schema("yelp"), "yelp", config_file=broken)
 
 

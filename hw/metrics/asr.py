@@ -292,11 +292,17 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict]]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise HwError(
                     f"{path}: line {line_number} is not JSON ({error.msg}); write one object per line"
                 ) from None
+            if not isinstance(row, dict):
+                raise HwError(
+                    f"{path}: line {line_number} is not a JSON object (got a {type(row).__name__}); "
+                    "write one object per line"
+                )
+            rows.append(row)
     return (list(rows[0]) if rows else []), rows
 
 

@@ -85,8 +85,13 @@ class QAConfig:
 
 def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the run's artifacts."""
-    tokenizer, model, weights = _load_model(cfg)  # first: a wrong model path fails before any download
+    # Names, then data, then weights: a wrong model path fails before any download, a bad column before any load.
+    if cfg.run.checkpoint:
+        source = sources.resolve_checkpoint(cfg.run.checkpoint)
+    else:
+        source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
+    tokenizer, model, weights = _load_model(cfg, source)
     features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
     scorer = SquadScorer(splits["eval"], features["eval"], cfg.data)
     trainer = build_trainer(
@@ -142,13 +147,11 @@ def _load_splits(data: QAData, need_train: bool) -> dict[str, Any]:
     return splits
 
 
-def _load_model(cfg: QAConfig) -> tuple[Any, Any, str]:
-    """Tokenizer, QA model, and a sentence naming exactly which weights they are."""
+def _load_model(cfg: QAConfig, source: str) -> tuple[Any, Any, str]:
+    """Tokenizer, QA model from the resolved `source`, and a sentence naming exactly which weights they are."""
     if cfg.run.checkpoint:
-        source, revision = sources.resolve_checkpoint(cfg.run.checkpoint), None
-        described = f"checkpoint {cfg.run.checkpoint} ({source})"
+        revision, described = None, f"checkpoint {cfg.run.checkpoint} ({source})"
     else:
-        source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
         revision, described = cfg.model.revision, f"base model {cfg.model.name_or_path}"
     set_seed(cfg.train.seed)  # a new QA head starts from the same random weights in every run
     model, loading = AutoModelForQuestionAnswering.from_pretrained(

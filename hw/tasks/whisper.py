@@ -108,11 +108,17 @@ class WhisperConfig:
 
     def problems(self) -> list[str]:
         languages = speech.whisper_languages()
-        if self.language in languages:
-            return []
-        return [
-            f"language: {self.language!r} is not a Whisper language code; e.g. {', '.join(list(languages)[:8])}"
-        ]
+        found = []
+        if self.language not in languages:
+            found.append(
+                f"language: {self.language!r} is not a Whisper language code; e.g. {', '.join(list(languages)[:8])}"
+            )
+        if self.model.trust_remote_code:  # else the report would claim repository code was allowed to run
+            found.append(
+                "model.trust_remote_code: hw whisper loads transformers' own Whisper classes and runs no "
+                "repository code; remove the setting"
+            )
+        return found
 
 
 def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
@@ -203,8 +209,12 @@ def _features(
         kept[name] = computed.select([index for index, why in enumerate(reasons) if not why])
         counts.append([name, len(computed), len(kept[name]), *map(reasons.count, speech.SKIP_REASONS)])
         if not len(kept[name]):
+            why = ", ".join(
+                f"{reasons.count(reason)} {reason}" for reason in speech.SKIP_REASONS if reason in reasons
+            )
             raise HwError(
-                f"no usable clip in the {name} split of {cfg.data.dataset!r}; see the clips logged above"
+                f"no usable clip in the {name} split of {cfg.data.dataset!r} ({why}, first: {files[0]}); "
+                "see the clips logged above and fix or remove them"
             )
     return kept, counts
 

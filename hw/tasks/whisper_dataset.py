@@ -53,7 +53,7 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
     Returns:
         Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`.
     """
-    _check(options)
+    check(media, options)
     out.mkdir(parents=True, exist_ok=True)
     done = _done(out / LOG_NAME)
     pending = [path for path in media if _key(path) not in done]
@@ -81,21 +81,36 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
     model = speech.load_whisper(source, options.revision)
     speech.set_language(model, options.language)
     model = speech.for_inference(model)
+    errors = []
     for path in pending:
         try:
             entry = _label_medium(path, out, processor, model, options)
         except HwError as error:
             log.warning("skipped %s: %s", path, error)
             entry = {"media": _key(path), "status": "failed", "error": str(error)}
+            errors.append(str(error))
         _append_log(out / LOG_NAME, {**entry, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         counts["failed" if entry["status"] == "failed" else "processed"] += 1
         for name in ("segments", "train", "test"):
             counts[name] += entry.get(name, 0)
+    if errors and not counts["processed"] and not counts["already_done"]:
+        raise HwError(
+            f"none of the {len(errors)} media could be labelled (first: {errors[0]}); fix or re-encode them"
+        )
     return counts
 
 
-def _check(options: DatasetOptions) -> None:
-    """Fail before any model loads on settings a user got wrong."""
+def check(media: list[Path], options: DatasetOptions) -> None:
+    """Fail before any model loads (or any folder is created) on media or settings a user got wrong."""
+    missing = [path for path in media if not path.is_file()]
+    if missing:
+        raise HwError(f"media file not found: {missing[0]}; check the path")
+    languages = speech.whisper_languages()
+    if options.language not in languages and options.language not in languages.values():
+        raise HwError(
+            f"--lang {options.language!r} is not a Whisper language; e.g. {', '.join(list(languages)[:6])} "
+            "(a code, or its name such as chinese)"
+        )
     # `segments` checks its own arguments when first iterated.
     next(
         audio.segments(

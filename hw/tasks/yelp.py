@@ -80,8 +80,11 @@ class YelpConfig:
 
 def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), score accuracy on the evaluation split, and write the run's artifacts."""
-    tokenizer, model, weights = _load_model(cfg)
+    # Names, then data, then weights: a typo or a missing column fails before any weights load.
+    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
+    tokenizer, model, weights = _load_model(cfg, base, checkpoint)
     features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
     trainer = build_trainer(
         model,
@@ -144,9 +147,8 @@ def _load_splits(data: YelpData, need_train: bool) -> dict[str, Any]:
     return splits
 
 
-def _load_model(cfg: YelpConfig) -> tuple[Any, Any, str]:
+def _load_model(cfg: YelpConfig, base: str, checkpoint: str | None) -> tuple[Any, Any, str]:
     """Tokenizer, model (with LoRA adapters when configured) and a sentence naming the weights."""
-    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     labels = dict(enumerate(cfg.data.label_names))
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
@@ -157,8 +159,7 @@ def _load_model(cfg: YelpConfig) -> tuple[Any, Any, str]:
         trust_remote_code=cfg.model.trust_remote_code,
     )
     tokenizer_source, weights = base, f"base model {cfg.model.name_or_path} (classification head untrained)"
-    if cfg.run.checkpoint:
-        checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint)
+    if checkpoint:
         model, weights = _load_checkpoint(model, checkpoint), f"checkpoint {cfg.run.checkpoint}"
         if (Path(checkpoint) / "tokenizer_config.json").is_file():
             tokenizer_source = checkpoint
