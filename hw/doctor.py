@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from hw import tiny
 from hw.config import LoraConfig, ModelConfig, TrainConfig
-from hw.sources import _HOW_TO_DOWNLOAD as HOW_TO_DOWNLOAD  # the same advice as a failed run gives
+from hw.sources import HOW_TO_DOWNLOAD  # the same advice as a failed run gives
 
 GB = 1e9
 

@@ -14,7 +14,7 @@ from hw.errors import HwError
 
 log = logging.getLogger(__name__)
 
-_HOW_TO_DOWNLOAD = {
+HOW_TO_DOWNLOAD = {
     "model": "`hf download {name} --local-dir DIR` where the Hub is reachable, then --set {key}=DIR",
     "dataset": "`datasets.load_dataset({name!r}).save_to_disk(DIR)` where the Hub is reachable, then --set {key}=DIR",
 }
@@ -156,7 +156,7 @@ def _unreachable(kind: str, name: str, key: str, error: Exception) -> HwError:
     reason = _first_line(error)
     if type(error).__name__ == "LocalEntryNotFoundError":  # its own text ends in generic advice, cut mid-word
         reason = "not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1"
-    how = _HOW_TO_DOWNLOAD[kind].format(name=name, key=key)
+    how = HOW_TO_DOWNLOAD[kind].format(name=name, key=key)
     return HwError(f"{kind} {name!r} could not be loaded from the Hugging Face Hub ({reason}); use {how}")
 
 

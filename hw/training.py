@@ -145,10 +145,11 @@ class LengthGroupedBatches(Sampler[int]):
 
 
 def _lengths(dataset: Any) -> list[int]:
-    """Token counts of a tokenized dataset: its `length` column when it has one, else from `input_ids`."""
-    if "length" in dataset.column_names:
-        return list(dataset["length"])
-    return [len(ids) for ids in dataset["input_ids"]]
+    """Token counts of a tokenized dataset (or list of examples): its `length` column, else from `input_ids`."""
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return [len(example["input_ids"]) for example in dataset]
+    return list(dataset["length"] if "length" in columns else map(len, dataset["input_ids"]))
 
 
 def quantized_loading(quantization: str) -> dict[str, Any]:
