@@ -49,6 +49,20 @@ class PromptFormat:
 
 
 TANG_FORMAT = PromptFormat()  # the course's: prompt `[INST] <<SYS>>…[/INST]`, target ` {output}</s>`
+# The ATC homework's corrector prompts (COURSE.md): the base chat model is asked in plain text; the fine-tuned
+# one learns `<s>[INST] {hypothesis} [/INST] {reference}</s>` (the tokenizer adds `<s>`).
+_ATC_INSTRUCTION = "DO NOT SAY Explanation. DO NOT SAY answer. \n"
+_ATC_QUESTION = "Air traffic control sentence dictated by whisper : '{hypothesis}'\nCorrected: "
+ATC_BASE_PROMPT = _ATC_INSTRUCTION + _ATC_QUESTION
+ATC_FINE_TUNED_PROMPT = "[INST] {hypothesis} [/INST]"
+# The homework's "simple RAG": solved training pairs as worked examples before the question, in its own words.
+ATC_RAG_PROMPT = _ATC_INSTRUCTION + "{examples}" + _ATC_QUESTION
+ATC_RAG_EXAMPLE = _ATC_QUESTION + "{reference}\n"
+
+
+def raw_format(user: str) -> PromptFormat:
+    """A prompt used as it is, no system message or chat template: `user` over the record's fields."""
+    return PromptFormat(user=user, system=None, template="{user}", answer_prefix=" ")
 
 
 def build_prompt(

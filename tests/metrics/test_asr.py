@@ -82,8 +82,8 @@ def test_lengths_must_match():
 
 
 def test_unknown_normalizer_lists_the_allowed_ones():
-    assert NORMALIZERS == ("none", "basic", "zh")
-    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh"):
+    assert NORMALIZERS == ("none", "basic", "zh", "atc")
+    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh, atc"):
         score(["a"], ["a"], normalize="english")
 
 
@@ -221,8 +221,8 @@ def test_score_file_errors_name_the_problem(tmp_path):
     path.write_text("hyp,ref\na,a\n")
     with pytest.raises(HwError, match=r"no column 'prediction' \(--hyp-col\); available: hyp, ref"):
         score_file(path, "prediction", "ref", "none")
-    with pytest.raises(HwError, match=r"unknown normalizer 'atc'; allowed: none, basic, zh"):
-        score_file(path, "hyp", "ref", "atc")
+    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh, atc"):
+        score_file(path, "hyp", "ref", "english")
     (tmp_path / "t.txt").write_text("a\n")
     with pytest.raises(HwError, match=r"suffix '\.txt' is not one of \.csv, \.jsonl"):
         score_file(tmp_path / "t.txt", "hyp", "ref", "none")
