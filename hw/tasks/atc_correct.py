@@ -33,9 +33,12 @@ from hw.training import (
 log = logging.getLogger(__name__)
 
 # Where a chat model stops answering: a new made-up example, a question about the sentence, an explanation.
-ATC_STOP_MARKERS = (*EXPLANATION_MARKERS, "Explanation", "Air traffic control sentence", "What does",
-                    "What is", "Your turn", "Corrected sentence:")  # fmt: skip
-ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected")
+ATC_STOP_MARKERS = (*EXPLANATION_MARKERS, "Explanation", "Air traffic control sentence", "DO NOT SAY",
+                    "What does", "What is", "Your turn", "Please let me know")  # fmt: skip
+# Lead-ins before the answer: the prompt's last word, and the prompt's own phrasing restated ("Air traffic
+# control sentence dictated by whisper: 'X'", 1 in 8 of the homework's raw ATCO2 outputs).
+ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected", "Air traffic control sentence dictated by whisper",
+                     "Air traffic control sentence")  # fmt: skip
 
 
 def load_corrector(model: Any, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:

@@ -34,9 +34,10 @@ LETTERS = (
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 STATIONS = ("tower", "ground", "approach")
 SPLIT_SIZES = {"atcosim": {"train": 512, "test": 96}, "atco2": {"test": 96}}
-# A third of a grid step up: tones fall between trained ones, nearer the trained tone, so the pretrained base
-# still hears most words right but mishears some the same way every time (probed on 150 phrases: WER 0.40,
-# almost all substitutions, the commonest hypothesis word for a reference word is the same in 87 % of cases).
+# 1.3 mel steps up (the chord grid is 3 apart): tones fall between trained ones, nearer the trained tone, so the
+# pretrained base hears most words right and mishears the rest the same way every time. Measured on the 512
+# train phrases, word level: WER 0.43, 1,844 substitutions against 27 deletions and 4 insertions, and 90 % of
+# the substitutions of a word are its commonest one (`one` → `heading`, `five` → `decimal`, `swiss` → `heading`).
 ATCOSIM_VOICE = tiny_whisper.Voice(pitch_shift=1.3, unit_seconds=0.12)
 # ATCO2 is recorded off the air: another speaker (pitch 1.2) and radio noise (0.02 RMS against 0.3 tones).
 ATCO2_VOICE, ATCO2_NOISE = tiny_whisper.Voice(pitch_shift=1.2, unit_seconds=0.12), 0.02
