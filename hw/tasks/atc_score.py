@@ -32,7 +32,11 @@ def score(
     reference: list[Any],
     folder: Path,
 ) -> None:
-    """Write `scores.json` ({final, tables}) and `samples.jsonl` from the transcripts and their corrections."""
+    """Write `scores.json` and `samples.jsonl` from the transcripts and their corrections.
+
+    `final` holds the corpus WER of every cell (`cell_name`); the tables add the mean of per-utterance WER,
+    S/D/I, the better/worse/unchanged shares and the fallbacks, with the published figures under each matrix.
+    """
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
     answers: dict[tuple[str, str, str], dict[str, dict]] = {}
     for row in runs.read_jsonl(corrections_dir / "corrections.jsonl"):
@@ -55,9 +59,6 @@ def score(
                     else uncorrected
                 )
                 final[cell_name(evaluation_set, system, corrector)] = result.wer
-                final[cell_name(evaluation_set, system, corrector, "mean_utterance_wer")] = (
-                    result.mean_utterance_wer
-                )
                 matrix.append(_matrix_row(system, corrector, result, uncorrected, corrected))
         matrix += _reference_rows(reference, evaluation_set)
         title = (
