@@ -160,10 +160,18 @@ def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utter
 
 
 @pytest.mark.skipif(not HOMEWORK_FILE.is_file(), reason="shared ATC data not found")
-def test_atc_normalizer_forgives_case_punctuation_and_number_form() -> None:
-    scores = {
-        normalize: json.loads(_invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", "whisper_text",
-                                        "--ref-col", "correct_text", "--normalize", normalize, "--json"]))
-        for normalize in ("none", "atc")
-    }  # fmt: skip
-    assert scores["atc"]["wer"] < scores["none"]["wer"] - 0.1, scores
+@pytest.mark.parametrize(
+    ("column", "corpus", "mean_utterance"),
+    [
+        # Measured: ICAO spellings, case, punctuation and number form forgiven on both sides. At corpus level
+        # the base Llama-2 then helps a little (0.8134 → 0.7940), where the homework's unnormalized mean of
+        # per-utterance WER said it hurt (1.0249 → 1.0685).
+        ("whisper_text", 0.8134, 0.8999),
+        ("llm_text", 0.7940, 0.8957),
+    ],
+)
+def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utterance) -> None:
+    output = _invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
+                      "--normalize", "atc", "--json"])  # fmt: skip
+    result = json.loads(output)
+    assert (round(result["wer"], 4), round(result["mean_utterance_wer"], 4)) == (corpus, mean_utterance)
