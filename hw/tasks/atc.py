@@ -218,13 +218,7 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
             cfg.corrector, transcribed.directory, pairs.directory, corrector_checkpoint, folder
         ),
     )  # fmt: skip
-    references = to_dict(cfg)["reference"] + to_dict(cfg)["matrix_reference"]
-    score_inputs = {
-        **section["score"],
-        "references": references,
-        "transcribe": transcribed.key,
-        "correct": corrected.key,
-    }
+    score_inputs = {**section["score"], "transcribe": transcribed.key, "correct": corrected.key}
     scored = stage(
         "score", score_inputs,
         lambda folder: atc_score.score(
@@ -269,7 +263,7 @@ def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:
                   "data": training_data},
         "corrector_train": {key: corrector[key] for key in training},
         "correct": {key: value for key, value in corrector.items() if key not in ("train", "fine_tune")},
-        "score": {"eval": settings["eval"]},
+        "score": {"eval": settings["eval"], "references": settings["reference"] + settings["matrix_reference"]},
     }  # fmt: skip
 
 
