@@ -2,9 +2,9 @@
 tiny causal-LM corrector pretrained to copy ATC sentences.
 
 The phrases use only the English units of the tiny Whisper (`hw.tiny.whisper`), so its pretrained base is the
-zero-shot ASR. The datasets are spoken in voices it never heard, whose tones land exactly on other trained
-tones (see `ATCOSIM_VOICE`): the zero-shot ASR then mishears words the same way every time, the systematic
-errors a corrector trained on (hypothesis → reference) pairs can learn to undo.
+zero-shot ASR. The datasets are spoken in voices it never heard, whose tones fall between the trained ones (see
+`ATCOSIM_VOICE`): the zero-shot ASR then mishears some words the same way every time, the systematic errors a
+corrector trained on (hypothesis → reference) pairs can learn to undo.
 """
 
 import io
@@ -211,37 +211,33 @@ def build_dataset(directory: Path, corpus: str) -> None:
         corpus: `atcosim` (train and test, one voice) or `atco2` (test, another voice with noise).
     """
     import datasets
+
+    # The Audio feature would encode through torchcodec (absent with CPU torch): the same bytes and path as a struct.
+    audio = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    text, duration = datasets.Value("string"), datasets.Value("float32")
+    features = datasets.Features({"id": text, "audio": audio, "text": text, "duration": duration})
+    splits = {
+        split: datasets.Dataset.from_dict(_spoken_split(corpus, split, size, split_seed), features=features)
+        for split_seed, (split, size) in enumerate(SPLIT_SIZES[corpus].items())
+    }
+    datasets.DatasetDict(splits).save_to_disk(str(directory))
+
+
+def _spoken_split(corpus: str, split: str, size: int, split_seed: int) -> dict[str, list]:
+    """The columns of one split: phrases of their own seed, spoken in the corpus' voice, as wav bytes."""
     import soundfile
 
     voice, noise = (ATCOSIM_VOICE, 0.0) if corpus == "atcosim" else (ATCO2_VOICE, ATCO2_NOISE)
-    splits = {}
-    for split_seed, (split, size) in enumerate(SPLIT_SIZES[corpus].items()):
-        texts = sentences(
-            size, seed=300 + 10 * split_seed + len(corpus)
-        )  # distinct phrases per corpus and split
-        columns: dict[str, list] = {"id": [], "audio": [], "text": [], "duration": []}
-        for index, text in enumerate(texts):
-            seed = 10**5 * (split_seed + 1) + 10**4 * len(corpus) + index
-            waveform = tiny_whisper.synthesize(text, "en", voice, seed)
-            waveform = waveform + np.random.default_rng(seed).normal(0, noise, len(waveform)).astype(
-                np.float32
-            )
-            buffer = io.BytesIO()
-            soundfile.write(buffer, waveform, tiny_whisper.SAMPLE_RATE, format="WAV")
-            name = f"{corpus}_{split}_{index:04d}"
-            columns["id"].append(name)
-            columns["audio"].append({"bytes": buffer.getvalue(), "path": f"{name}.wav"})
-            columns["text"].append(text)
-            columns["duration"].append(len(waveform) / tiny_whisper.SAMPLE_RATE)
-        # The Audio feature would encode through torchcodec (absent with CPU torch): the same bytes and path as a struct.
-        audio = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
-        features = datasets.Features(
-            {
-                "id": datasets.Value("string"),
-                "audio": audio,
-                "text": datasets.Value("string"),
-                "duration": datasets.Value("float32"),
-            }
-        )
-        splits[split] = datasets.Dataset.from_dict(columns, features=features)
-    datasets.DatasetDict(splits).save_to_disk(str(directory))
+    columns: dict[str, list] = {"id": [], "audio": [], "text": [], "duration": []}
+    for index, text in enumerate(sentences(size, seed=300 + 10 * split_seed + len(corpus))):
+        seed = 10**5 * (split_seed + 1) + 10**4 * len(corpus) + index  # one seed per clip
+        waveform = tiny_whisper.synthesize(text, "en", voice, seed)
+        waveform += np.random.default_rng(seed).normal(0, noise, len(waveform)).astype(np.float32)
+        buffer = io.BytesIO()
+        soundfile.write(buffer, waveform, tiny_whisper.SAMPLE_RATE, format="WAV")
+        name = f"{corpus}_{split}_{index:04d}"
+        columns["id"].append(name)
+        columns["audio"].append({"bytes": buffer.getvalue(), "path": f"{name}.wav"})
+        columns["text"].append(text)
+        columns["duration"].append(len(waveform) / tiny_whisper.SAMPLE_RATE)
+    return columns
