@@ -76,12 +76,15 @@ def test_second_run_reads_every_stage_back(tiny_run) -> None:
     assert [row[2] for row in rows] == ["cached"] * len(atc.STAGES)
 
 
-def test_stage_flag_recomputes_that_stage_only(tiny_run, tmp_path) -> None:
+def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp_path) -> None:
     run_dir, first = tiny_run
-    _invoke(["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path),
-             "--stage", "score"])  # fmt: skip
+    common = ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)]
+    _invoke([*common, "--stage", "pairs"])
     marks = _stage_marks(run_dir)
-    assert [name for name in atc.STAGES if marks[name] != first[name]] == ["score"]
+    assert [name for name in atc.STAGES if marks[name] != first[name]] == ["pairs"]
+    _invoke([*common, "--from-stage", "correct"])
+    latest = _stage_marks(run_dir)
+    assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
 
 
 def test_matrix_tables_samples_and_report(tiny_run) -> None:
