@@ -203,19 +203,22 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
         "transcribe", {**section["transcribe"], "fine_tuned": asr_key},
         lambda folder: atc_asr.transcribe_eval_sets(cfg, fine_tuned_asr, folder),
     )  # fmt: skip
-    pairs = stage("pairs", section["pairs"], lambda folder: atc_asr.transcribe_pairs(cfg, folder))
+    train_corrector = corrector_checkpoint is None and cfg.corrector.fine_tune and not cfg.run.eval_only
+    pairs = None  # the training split's transcripts serve corrector training and RAG only
+    if train_corrector or cfg.corrector.rag_k:
+        pairs = stage("pairs", section["pairs"], lambda folder: atc_asr.transcribe_pairs(cfg, folder))
     corrector_key = corrector_checkpoint
-    if corrector_checkpoint is None and cfg.corrector.fine_tune and not cfg.run.eval_only:
+    if train_corrector:
         corrector = stage(
             "corrector_train", {**section["corrector_train"], "pairs": pairs.key},
             lambda folder: atc_correct.train_corrector(cfg.corrector, pairs.directory, folder, cfg.run.resume),
         )  # fmt: skip
         corrector_checkpoint, corrector_key = str(corrector.directory / "model"), corrector.key
-    upstream = {"transcribe": transcribed.key, "pairs": pairs.key, "corrector": corrector_key}
+    upstream = {"transcribe": transcribed.key, "pairs": pairs and pairs.key, "corrector": corrector_key}
     corrected = stage(
         "correct", {**section["correct"], **upstream},
         lambda folder: atc_correct.correct(
-            cfg.corrector, transcribed.directory, pairs.directory, corrector_checkpoint, folder
+            cfg.corrector, transcribed.directory, pairs and pairs.directory, corrector_checkpoint, folder
         ),
     )  # fmt: skip
     score_inputs = {**section["score"], "transcribe": transcribed.key, "correct": corrected.key}
@@ -293,7 +296,8 @@ def _write_outputs(
     runs.write_text(run_dir / "samples.jsonl", (score_dir / "samples.jsonl").read_text(encoding="utf-8"))
     transcripts_dir = stages_dir / "transcribe"
     clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
-    pairs = len(runs.read_jsonl(stages_dir / "pairs" / "pairs.jsonl"))
+    pairs_file = stages_dir / "pairs" / "pairs.jsonl"
+    pairs = {"corrector pairs": len(runs.read_jsonl(pairs_file))} if "pairs" in [r.name for r in done] else {}
     stage_rows = [[result.name, result.key, "computed" if result.computed else "cached", result.seconds]
                   for result in done]  # fmt: skip
     runs.write_json(
@@ -302,7 +306,7 @@ def _write_outputs(
             "final": scores["final"],
             "epochs": epochs,
             "weights": _weights(cfg, fine_tuned_asr, corrector),
-            "data": {row[0]: row[2] for row in clips} | {"corrector pairs": pairs},
+            "data": {row[0]: row[2] for row in clips} | pairs,
             "model": history.get("model", {}),
             "tables": scores["tables"] + [
                 {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",

@@ -153,7 +153,7 @@ def _rag_prompts(hypotheses: list[str], pairs: list[dict], k: int) -> list[str]:
 
 
 def correct(
-    corrector: Any, transcripts_dir: Path, pairs_dir: Path, checkpoint: str | None, folder: Path
+    corrector: Any, transcripts_dir: Path, pairs_dir: Path | None, checkpoint: str | None, folder: Path
 ) -> None:
     """`corrections.jsonl`: every (evaluation clip, ASR) hypothesis corrected by each available corrector.
 
@@ -166,6 +166,7 @@ def correct(
     hypotheses = [row[system] for row, system in cells]
     prompts = {"base": [corrector.base_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]}
     if corrector.rag_k:
+        assert pairs_dir is not None, "the pairs stage runs whenever RAG is on"
         prompts["rag"] = _rag_prompts(hypotheses, runs.read_jsonl(pairs_dir / "pairs.jsonl"), corrector.rag_k)
     settings = {"max_new_tokens": corrector.max_new_tokens, "do_sample": False}
     tokenizer, model = load_corrector(corrector.model, corrector.quantization)
