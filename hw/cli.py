@@ -35,6 +35,11 @@ HOMEWORKS = {
         "hw whisper --lang zh --tiny   |   hw whisper --lang fr   |   hw whisper --lang zh --set data.dataset=DIR",
         "WhisperConfig",
     ),
+    "atc": (
+        "Fine-tune whisper-small on ATCOSIM, correct its transcripts with Llama-2 (base, RAG, QLoRA), score the matrix.",
+        "hw atc --tiny   |   hw atc   |   hw atc --resume --from-stage correct",
+        "AtcConfig",
+    ),
     "tang": (
         "QLoRA-tune TAIDE-LX-7B-Chat (--variant tang-breeze: Breeze-7B) to continue Tang poems; score them offline.",
         "hw tang --data DIR   |   hw tang --tiny   |   hw tang --eval-only --checkpoint RUN --sweep temperature=0.1,0.7,1.2",
@@ -118,6 +123,21 @@ EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
                 ),
             ],
             _to("data.squad_v2"),
+        ),
+    },
+    "atc": {
+        "stage": (
+            Annotated[
+                str | None,
+                typer.Option("--stage", help="Recompute this stage only (cached ones are reused)."),
+            ],
+            _to("stages.only"),
+        ),
+        "from_stage": (
+            Annotated[
+                str | None, typer.Option("--from-stage", help="Recompute this stage and every later one.")
+            ],
+            _to("stages.start"),
         ),
     },
     "tang": {
@@ -469,7 +489,9 @@ def score_asr(
     file: Annotated[Path, typer.Argument(help="CSV (with a header row) or JSONL of transcripts.")],
     hyp_col: Annotated[str, typer.Option("--hyp-col", help="Column of the hypotheses.")] = "hypothesis",
     ref_col: Annotated[str, typer.Option("--ref-col", help="Column of the references.")] = "reference",
-    normalize: Annotated[str, typer.Option("--normalize", help="none, basic or zh.")] = "basic",
+    normalize: Annotated[
+        str, typer.Option("--normalize", help="none, basic, zh or atc (ATC spellings, digits).")
+    ] = "basic",
     zh_convert: Annotated[
         str, typer.Option("--zh-convert", help="OpenCC conversion for zh: t2s, s2twp…")
     ] = "t2s",

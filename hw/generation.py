@@ -49,6 +49,20 @@ class PromptFormat:
 
 
 TANG_FORMAT = PromptFormat()  # the course's: prompt `[INST] <<SYS>>…[/INST]`, target ` {output}</s>`
+# The ATC homework's corrector prompts (COURSE.md): the base chat model is asked in plain text; the fine-tuned
+# one learns `<s>[INST] {hypothesis} [/INST] {reference}</s>` (the tokenizer adds `<s>`).
+_ATC_INSTRUCTION = "DO NOT SAY Explanation. DO NOT SAY answer. \n"
+_ATC_QUESTION = "Air traffic control sentence dictated by whisper : '{hypothesis}'\nCorrected: "
+ATC_BASE_PROMPT = _ATC_INSTRUCTION + _ATC_QUESTION
+ATC_FINE_TUNED_PROMPT = "[INST] {hypothesis} [/INST]"
+# The homework's "simple RAG": solved training pairs as worked examples before the question, in its own words.
+ATC_RAG_PROMPT = _ATC_INSTRUCTION + "{examples}" + _ATC_QUESTION
+ATC_RAG_EXAMPLE = _ATC_QUESTION + "{reference}\n"
+
+
+def raw_format(user: str) -> PromptFormat:
+    """A prompt used as it is, no system message or chat template: `user` over the record's fields."""
+    return PromptFormat(user=user, system=None, template="{user}", answer_prefix=" ")
 
 
 def build_prompt(
@@ -182,12 +196,13 @@ def extract_answer(
 ) -> str:
     """The answer inside a chat model's raw output; "" when there is none (the caller picks a fallback).
 
-    In order: drop leading echoes (e.g. the prompt) and template markers; cut at the first template
-    marker or stop marker (a new turn, an explanation); skip lead-in lines ending with a colon
-    (`以下是完成的詩：`); keep the first paragraph; drop a role prefix (`Assistant:`, `答：`) and
-    quotes around the whole answer.
+    In order: drop leading echoes (e.g. the prompt), template markers and a role prefix (`Assistant:`,
+    `Corrected:`); cut at the first template marker or stop marker (a new turn, an explanation, a made-up
+    next example); skip lead-in lines ending with a colon (`以下是完成的詩：`); keep the first paragraph;
+    drop a role prefix again and quotes around the whole answer. An answer without a single letter or
+    digit (a lone quote, `...`) is no answer.
     """
-    text = _drop_leading(text, [*echoes, *TEMPLATE_MARKERS])
+    text = _drop_role(_drop_leading(text, [*echoes, *TEMPLATE_MARKERS]), role_prefixes)
     cut = min(
         (text.find(marker) for marker in [*TEMPLATE_MARKERS, *stop_markers] if marker in text), default=-1
     )
@@ -196,10 +211,16 @@ def extract_answer(
     while lines and (not lines[0].strip() or lines[0].rstrip().endswith((":", "："))):
         lines.pop(0)
     paragraph = re.split(r"\n\s*\n", "\n".join(lines))[0] if lines else ""
-    if role_prefixes:
-        names = "|".join(re.escape(name) for name in role_prefixes)
-        paragraph = re.sub(rf"^\s*(?:{names})\s*[:：]\s*", "", paragraph, flags=re.IGNORECASE)
-    return _unquote(paragraph.strip())
+    answer = _unquote(_drop_role(paragraph, role_prefixes).strip())
+    return answer if any(character.isalnum() for character in answer) else ""
+
+
+def _drop_role(text: str, role_prefixes: Sequence[str]) -> str:
+    """Remove a leading `Name:` (any of `role_prefixes`, case-insensitive, either colon) from the text."""
+    if not role_prefixes:
+        return text
+    names = "|".join(re.escape(name) for name in role_prefixes)
+    return re.sub(rf"^\s*(?:{names})\s*[:：]\s*", "", text, flags=re.IGNORECASE)
 
 
 def _drop_leading(text: str, prefixes: Sequence[str]) -> str:

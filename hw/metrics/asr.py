@@ -11,6 +11,8 @@ from pathlib import Path
 import jiwer
 import opencc
 
+from hw.atc_text import normalize as atc_normalize
+from hw.atc_text import words_to_digits
 from hw.errors import HwError
 
 # OpenCC conversions that bring Chinese text to one script: t2s for zh-CN data (Simplified references),
@@ -70,6 +72,15 @@ def _normalize_chinese(text: str, conversion: str) -> str:
     return _opencc(conversion).convert(kept)
 
 
+def _normalize_atc(text: str) -> str:
+    """ATC conventions (`hw.atc_text`): normalized, numbers in digits; each line converted as its own turn.
+
+    Lines are speaker turns in ATCO2 transcripts: converted together, the number ending one turn and the
+    number opening the next would merge into one.
+    """
+    return " ".join(filter(None, (words_to_digits(atc_normalize(line)) for line in text.splitlines())))
+
+
 def _normalizers(zh_convert: str) -> dict[str, Normalizer]:
     """The normalizers by name; a new one is one more line here."""
     return {
@@ -77,6 +88,8 @@ def _normalizers(zh_convert: str) -> dict[str, Normalizer]:
         "basic": Normalizer(_normalize_basic),
         # Chinese has no word spaces: a token is a character, so the zh WER equals the zh CER.
         "zh": Normalizer(partial(_normalize_chinese, conversion=zh_convert), split=list),
+        # Digits on both sides, the homework's "converted" form: `one three four decimal six` = `134.6`.
+        "atc": Normalizer(_normalize_atc),
     }
 
 
@@ -88,7 +101,8 @@ def _normalizer(name: str, zh_convert: str) -> Normalizer:
     if name not in normalizers:
         raise HwError(
             f"unknown normalizer {name!r}; allowed: {', '.join(normalizers)} "
-            "(none = orthographic, basic = lowercase without punctuation, zh = Chinese one script)"
+            "(none = orthographic, basic = lowercase without punctuation, zh = Chinese one script, "
+            "atc = air-traffic-control spellings with numbers in digits)"
         )
     return normalizers[name]
 
@@ -251,7 +265,7 @@ def score(
     Args:
         hypotheses: Model transcripts, one per utterance.
         references: Reference transcripts, in the same order.
-        normalize: `none` (orthographic), `basic` or `zh`; see `NORMALIZERS`.
+        normalize: `none` (orthographic), `basic`, `zh` or `atc`; see `NORMALIZERS`.
         zh_convert: OpenCC conversion the `zh` normalizer applies to both sides (`t2s` for zh-CN
             references, `s2tw`/`s2twp` for zh-TW); recorded in the result.
 

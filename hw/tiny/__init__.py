@@ -57,12 +57,12 @@ def materialize(name_or_path: str) -> str:
 
 
 # Bump when a builder changes what it writes, so caches from an older hw are not reused.
-VERSION = 8
+VERSION = 9
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import causal_lm, classification, qa, whisper
+    from hw.tiny import atc, causal_lm, classification, qa, whisper
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
@@ -76,4 +76,7 @@ def _builders() -> dict[str, Callable[[Path], None]]:
         "commonvoice-fr": partial(whisper.build_commonvoice, language="fr"),
         "tang-llama": causal_lm.build_model,
         "tang": causal_lm.build_poem_data,
+        "atcosim": partial(atc.build_dataset, corpus="atcosim"),
+        "atco2": partial(atc.build_dataset, corpus="atco2"),
+        "atc-llama": atc.build_corrector,
     }

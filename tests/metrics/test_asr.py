@@ -82,8 +82,8 @@ def test_lengths_must_match():
 
 
 def test_unknown_normalizer_lists_the_allowed_ones():
-    assert NORMALIZERS == ("none", "basic", "zh")
-    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh"):
+    assert NORMALIZERS == ("none", "basic", "zh", "atc")
+    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh, atc"):
         score(["a"], ["a"], normalize="english")
 
 
@@ -221,8 +221,8 @@ def test_score_file_errors_name_the_problem(tmp_path):
     path.write_text("hyp,ref\na,a\n")
     with pytest.raises(HwError, match=r"no column 'prediction' \(--hyp-col\); available: hyp, ref"):
         score_file(path, "prediction", "ref", "none")
-    with pytest.raises(HwError, match=r"unknown normalizer 'atc'; allowed: none, basic, zh"):
-        score_file(path, "hyp", "ref", "atc")
+    with pytest.raises(HwError, match=r"unknown normalizer 'english'; allowed: none, basic, zh, atc"):
+        score_file(path, "hyp", "ref", "english")
     (tmp_path / "t.txt").write_text("a\n")
     with pytest.raises(HwError, match=r"suffix '\.txt' is not one of \.csv, \.jsonl"):
         score_file(tmp_path / "t.txt", "hyp", "ref", "none")
@@ -242,3 +242,20 @@ def test_score_file_reproduces_the_atc_homework_figures():
     assert result["utterances"] == 870
     assert result["mean_utterance_wer"] == pytest.approx(1.0685482071348031, rel=1e-12)
     assert result["wer"] == pytest.approx(0.9742605554301197, rel=1e-12)
+
+
+def test_atc_normalizer_puts_numbers_in_digits_on_both_sides():
+    assert normalize("Lufthansa Five Three One Eight, contact Zurich one three four decimal six.", "atc") == (
+        "lufthansa 5318 contact zurich 134.6"
+    )
+    assert normalize("DLH5318 climb 3,200 feet, alpha", "atc") == "dlh5318 climb 3200 feet alfa"
+    # Lines are speaker turns: the number ending one does not merge with the number opening the next.
+    assert normalize("one two decimal five\nthree four", "atc") == "12.5 34"
+    # Hand-worked: "lufthansa 5318 contact zurich 134.6" against the spoken reference is 0 errors;
+    # "134.5" for "134.6" is 1 substitution of 5 tokens, where word level would count 1 of 9.
+    spoken = "lufthansa five three one eight contact zurich one three four decimal six"
+    assert score(["Lufthansa 5318, contact Zurich 134.6"], [spoken], "atc").wer == 0.0
+    result = score(
+        ["lufthansa five three one eight contact zurich one three four decimal five"], [spoken], "atc"
+    )
+    assert (result.substitutions, result.reference_words, result.wer) == (1, 5, 0.2)

@@ -1,0 +1,335 @@
+"""`hw atc`: fine-tune Whisper on ATCOSIM, correct its transcripts with an LLM, and score the ASR × corrector matrix.
+
+The run is a chain of cached stages (`hw.stages`): `asr_train` → `transcribe` (evaluation sets, zero-shot and
+fine-tuned ASR) and `pairs` (the training split, zero-shot) → `corrector_train` → `correct` → `score`. Each
+stage is keyed by its config section and its upstream stages' keys, so a re-run in the same run directory
+redoes only what changed; `--stage NAME` redoes one stage, `--from-stage NAME` it and every later one.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hw import runs, sources, speech, stages
+from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig, to_dict
+from hw.errors import HwError
+from hw.generation import ATC_BASE_PROMPT, ATC_FINE_TUNED_PROMPT
+from hw.metrics import asr
+from hw.tasks import atc_asr, atc_correct, atc_score
+
+log = logging.getLogger(__name__)
+
+STAGES = ("asr_train", "transcribe", "pairs", "corrector_train", "correct", "score")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: a split of a speech dataset with a `text` column of references."""
+
+    name: str
+    """Short name used in tables and samples (`atcosim`, `atco2`)."""
+    dataset: str
+    """Hub id, local folder (`save_to_disk`, audiofolder) or `tiny:NAME`."""
+    split: str = "test"
+    """The split scored."""
+    config_name: str | None = None
+    """Hub configuration name, if the dataset has several."""
+    revision: str = "main"
+    """Hub branch, tag or commit."""
+
+
+@dataclass(frozen=True)
+class AtcData:
+    """ATCOSIM for training (ASR and corrector pairs) and the evaluation sets."""
+
+    dataset: str = "Jzuluaga/atcosim_corpus"
+    """Training corpus: Hub id, local folder or `tiny:NAME`; its train split trains the ASR and gives the pairs."""
+    config_name: str | None = None
+    """Hub configuration name of the training corpus."""
+    revision: str = "main"
+    """Hub branch, tag or commit of the training corpus."""
+    train_split: str = "train"
+    """Split that trains the ASR and, transcribed zero-shot, gives the corrector's training pairs."""
+    validation_split: str = "test"
+    """Split whose first `max_validation_samples` clips (after shuffling) give the ASR's validation loss."""
+    text_column: str = "text"
+    """Reference column of every dataset (the Hugging Face ATC datasets call it `text`)."""
+    max_train_samples: int | None = None
+    """Training clips drawn after shuffling; None uses the whole split (7,638 for ATCOSIM)."""
+    max_validation_samples: int | None = 200
+    """Validation clips for the loss during ASR training."""
+    max_eval_samples: int | None = None
+    """Clips scored per evaluation set, drawn after shuffling; None scores every clip."""
+    shuffle_seed: int = 42
+    """Seed of the shuffle before each subset is drawn."""
+    eval_sets: list[EvalSet] = field(default_factory=list)
+    """The evaluation sets, each scored with every ASR × corrector pair."""
+
+    def problems(self) -> list[str]:
+        limits = ("max_train_samples", "max_validation_samples", "max_eval_samples")
+        found = [
+            f"{key}: {getattr(self, key)!r} must be at least 1"
+            for key in limits
+            if getattr(self, key) is not None and getattr(self, key) < 1
+        ]
+        names = [evaluation.name for evaluation in self.eval_sets]
+        if not names or len(set(names)) < len(names):
+            found.append(f"eval_sets: {names!r} must name at least one set, each name once")
+        return found
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    """How the Whisper ASR is trained and decoded."""
+
+    language: str = "en"
+    """Whisper language code of the speech."""
+    target_text: Literal["digits", "words"] = "digits"
+    """What the ASR learns to write: numbers in digits (the course's best, 7.20 % WER) or the references' words."""
+    batch_size: int = 16
+    """Clips per `generate` call when transcribing."""
+    max_new_tokens: int = 128
+    """Tokens generated at most per clip."""
+
+
+@dataclass(frozen=True)
+class CorrectorConfig:
+    """The LLM that corrects transcripts: its base prompted, and LoRA/QLoRA-tuned on (hypothesis → reference)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    lora: LoraConfig
+    quantization: Literal["4bit", "8bit", "none"] = "4bit"
+    """Weights quantized while loading (bitsandbytes, CUDA only): `4bit` is QLoRA's NF4."""
+    checkpoint: str | None = None
+    """A fine-tuned corrector (adapter or model directory) to use instead of training one."""
+    fine_tune: bool = True
+    """Train the corrector on the pairs (skipped with a `checkpoint`, or with --eval-only)."""
+    base_prompt: str = ATC_BASE_PROMPT
+    """The homework's prompt for the untuned chat model, over `{hypothesis}`."""
+    fine_tuned_prompt: str = ATC_FINE_TUNED_PROMPT
+    """The fine-tuning prompt over `{hypothesis}`; the target is ` {reference}</s>`."""
+    rag_k: int = 3
+    """Training pairs shown as worked examples in the retrieval-augmented prompt (0: no RAG column)."""
+    cutoff_len: int = 256
+    """Tokens kept per training example."""
+    batch_size: int = 16
+    """Prompts per `generate` call (left-padded, longest first)."""
+    max_new_tokens: int = 64
+    """Tokens generated per correction at most."""
+
+    def problems(self) -> list[str]:
+        found = [f"{key}: must be at least 1" for key in ("cutoff_len", "batch_size", "max_new_tokens")
+                 if getattr(self, key) < 1]  # fmt: skip
+        found += [] if self.rag_k >= 0 else [f"rag_k: {self.rag_k!r} must be 0 or more"]
+        for key in ("base_prompt", "fine_tuned_prompt"):
+            if "{hypothesis}" not in getattr(self, key):
+                found.append(f"{key}: must contain {{hypothesis}}")
+        return found
+
+
+@dataclass(frozen=True)
+class StageSelection:
+    """Which stages are recomputed even when cached (`--stage`, `--from-stage`)."""
+
+    only: str | None = None
+    """Recompute this stage alone; later stages recompute only if their inputs changed."""
+    start: str | None = None
+    """Recompute this stage and every later one."""
+
+    def problems(self) -> list[str]:
+        return [
+            f"{key}: {getattr(self, key)!r} is not a stage; choose one of: {', '.join(STAGES)}"
+            for key in ("only", "start")
+            if getattr(self, key) is not None and getattr(self, key) not in STAGES
+        ]
+
+
+@dataclass(frozen=True)
+class AtcEval:
+    """How transcripts are scored."""
+
+    normalizer: str = "atc"
+    """Normalizer of both sides: `atc` (ICAO spellings, hesitations dropped, numbers in digits) or another of hw score asr."""
+    samples_seed: int = 0
+    """Seed of the order of samples.jsonl, whose first rows the report shows."""
+
+    def problems(self) -> list[str]:
+        ok = self.normalizer in asr.NORMALIZERS
+        return [] if ok else [f"normalizer: {self.normalizer!r} is not one of {', '.join(asr.NORMALIZERS)}"]
+
+
+@dataclass(frozen=True)
+class AtcConfig:
+    """One `hw atc` run; `model`, `train` and `lora` are the ASR's, `corrector` the LLM's."""
+
+    run: RunOptions
+    model: ModelConfig
+    data: AtcData
+    train: TrainConfig
+    corrector: CorrectorConfig
+    lora: LoraConfig | None = None
+    """ASR LoRA adapters; None fine-tunes every weight, as the course does with whisper-small."""
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    eval: AtcEval = field(default_factory=AtcEval)
+    stages: StageSelection = field(default_factory=StageSelection)
+    reference: list[ReferenceRun] = field(default_factory=list)
+    """Published numbers shown above this run's in the report's main table (keys `set/asr/corrector/wer`)."""
+    matrix_reference: list[ReferenceRun] = field(default_factory=list)
+    """Published numbers shown only in the matrices, e.g. the homework's mean of per-utterance WER."""
+
+
+def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
+    """Run every stage (cached ones are read back), then write metrics.json and samples.jsonl from `score`."""
+    corrector_checkpoint = _preflight(cfg)
+    stages_dir = run_dir / "stages"
+    done: list[stages.StageResult] = []
+
+    def stage(name: str, inputs: dict[str, Any], build: Any) -> stages.StageResult:
+        force = cfg.stages.only == name or (
+            cfg.stages.start is not None and STAGES.index(name) >= STAGES.index(cfg.stages.start)
+        )
+        done.append(stages.run_stage(stages_dir, name, inputs, build, force=force))
+        return done[-1]
+
+    section = _sections(cfg)
+    fine_tuned_asr: str | None = cfg.run.checkpoint and sources.resolve_checkpoint(cfg.run.checkpoint)
+    asr_key = fine_tuned_asr
+    if not cfg.run.eval_only:
+        trained = stage("asr_train", section["asr_train"], lambda folder: atc_asr.train_asr(cfg, folder))
+        fine_tuned_asr, asr_key = str(trained.directory / "model"), trained.key
+    transcribed = stage(
+        "transcribe", {**section["transcribe"], "fine_tuned": asr_key},
+        lambda folder: atc_asr.transcribe_eval_sets(cfg, fine_tuned_asr, folder),
+    )  # fmt: skip
+    train_corrector = corrector_checkpoint is None and cfg.corrector.fine_tune and not cfg.run.eval_only
+    pairs = None  # the training split's transcripts serve corrector training and RAG only
+    if train_corrector or cfg.corrector.rag_k:
+        pairs = stage("pairs", section["pairs"], lambda folder: atc_asr.transcribe_pairs(cfg, folder))
+    corrector_key = corrector_checkpoint
+    if train_corrector:
+        corrector = stage(
+            "corrector_train", {**section["corrector_train"], "pairs": pairs.key},
+            lambda folder: atc_correct.train_corrector(cfg.corrector, pairs.directory, folder, cfg.run.resume),
+        )  # fmt: skip
+        corrector_checkpoint, corrector_key = str(corrector.directory / "model"), corrector.key
+    upstream = {"transcribe": transcribed.key, "pairs": pairs and pairs.key, "corrector": corrector_key}
+    corrected = stage(
+        "correct", {**section["correct"], **upstream},
+        lambda folder: atc_correct.correct(
+            cfg.corrector, transcribed.directory, pairs and pairs.directory, corrector_checkpoint, folder
+        ),
+    )  # fmt: skip
+    score_inputs = {**section["score"], "transcribe": transcribed.key, "correct": corrected.key}
+    scored = stage(
+        "score", score_inputs,
+        lambda folder: atc_score.score(
+            cfg.eval.normalizer, transcribed.directory, corrected.directory, cfg.eval.samples_seed,
+            cfg.reference + cfg.matrix_reference, folder,
+        ),
+    )  # fmt: skip
+    return _write_outputs(cfg, run_dir, done, scored.directory, fine_tuned_asr, corrector_checkpoint)
+
+
+def _preflight(cfg: AtcConfig) -> str | None:
+    """Fail before any stage runs on a corrector checkpoint that is missing; return it resolved."""
+    checkpoint = cfg.corrector.checkpoint
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint).expanduser()
+    if not path.is_dir():
+        raise HwError(
+            f"corrector.checkpoint {checkpoint!r} does not exist; give a saved corrector adapter or model "
+            "directory (e.g. runs/atc/RUN/stages/corrector_train/model) or remove the setting"
+        )
+    return sources.resolve_model(str(path), key="corrector.checkpoint")
+
+
+def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:
+    """Each stage's own config inputs, so a change reaches only the stages that read it."""
+    settings = to_dict(cfg)
+    data, asr_settings = settings["data"], settings["asr"]
+    training_data = {
+        key: value for key, value in data.items() if key not in ("eval_sets", "max_eval_samples")
+    }
+    decoding = {key: asr_settings[key] for key in ("language", "batch_size", "max_new_tokens")}
+    corrector = settings["corrector"]
+    training = ("model", "train", "lora", "quantization", "fine_tuned_prompt", "cutoff_len")
+    return {
+        "asr_train": {"model": settings["model"], "train": settings["train"], "data": training_data,
+                      "asr": asr_settings, "lora": settings["lora"]},
+        "transcribe": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
+                       "data": {key: data[key] for key in ("eval_sets", "max_eval_samples", "text_column",
+                                                           "shuffle_seed")}},
+        "pairs": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
+                  "data": training_data},
+        "corrector_train": {key: corrector[key] for key in training},
+        "correct": {key: value for key, value in corrector.items() if key not in ("train", "fine_tune")},
+        "score": {"eval": settings["eval"], "references": settings["reference"] + settings["matrix_reference"]},
+    }  # fmt: skip
+
+
+def _write_outputs(
+    cfg: AtcConfig,
+    run_dir: Path,
+    done: list[stages.StageResult],
+    score_dir: Path,
+    fine_tuned_asr: str | None,
+    corrector: str | None,
+) -> dict[str, float]:
+    """metrics.json, samples.jsonl and trainer_state.json of the run, from the stages' outputs."""
+    scores = runs.read_json(score_dir / "scores.json")
+    stages_dir = run_dir / "stages"
+    history = (
+        runs.read_json(stages_dir / "asr_train" / "history.json")
+        if fine_tuned_asr and cfg.run.checkpoint is None
+        else {}
+    )
+    epochs = history.get("epochs", [])
+    if epochs:  # the last validation row carries the scores, so the report's main table shows them
+        epochs[-1].update(scores["final"])
+    if (stages_dir / "asr_train" / "trainer_state.json").is_file() and history:
+        runs.write_text(
+            run_dir / "trainer_state.json", (stages_dir / "asr_train" / "trainer_state.json").read_text()
+        )
+    runs.write_text(run_dir / "samples.jsonl", (score_dir / "samples.jsonl").read_text(encoding="utf-8"))
+    transcripts_dir = stages_dir / "transcribe"
+    clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
+    pairs_file = stages_dir / "pairs" / "pairs.jsonl"
+    pairs = {"corrector pairs": len(runs.read_jsonl(pairs_file))} if "pairs" in [r.name for r in done] else {}
+    stage_rows = [[result.name, result.key, "computed" if result.computed else "cached", result.seconds]
+                  for result in done]  # fmt: skip
+    runs.write_json(
+        run_dir / "metrics.json",
+        {
+            "final": scores["final"],
+            "epochs": epochs,
+            "weights": _weights(cfg, fine_tuned_asr, corrector),
+            "data": {row[0]: row[2] for row in clips} | pairs,
+            "model": history.get("model", {}),
+            "tables": scores["tables"] + [
+                {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
+                 *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
+                {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
+                 "columns": ["Stage", "Key", "This run", "Seconds when computed"], "rows": stage_rows},
+            ],
+            "notes": [f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
+                      "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
+                      "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
+        },
+    )  # fmt: skip
+    return scores["final"]
+
+
+def _weights(cfg: AtcConfig, fine_tuned_asr: str | None, corrector: str | None) -> str:
+    """One sentence naming exactly the weights behind every row of the matrix."""
+    asr_weights = f"ASR zero-shot: {cfg.model.name_or_path}"
+    if fine_tuned_asr:
+        origin = "from --checkpoint" if cfg.run.checkpoint else "fine-tuned in this run"
+        asr_weights += f"; ASR fine-tuned: {origin} ({fine_tuned_asr})"
+    llm = f"corrector base: {cfg.corrector.model.name_or_path}"
+    if corrector:
+        origin = "corrector.checkpoint" if cfg.corrector.checkpoint else "fine-tuned in this run"
+        llm += f"; corrector fine-tuned: {origin} ({corrector})"
+    return f"{asr_weights}; {llm}"

@@ -1,0 +1,188 @@
+"""`hw atc` corrector stages: fine-tune the LLM on (hypothesis → reference) pairs, and correct every transcript
+with the base prompt, the retrieval-augmented prompt and the fine-tuned model."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
+
+from hw import runs, sources
+from hw.errors import HwError
+from hw.generation import (
+    ATC_RAG_EXAMPLE,
+    ATC_RAG_PROMPT,
+    EXPLANATION_MARKERS,
+    IGNORE_INDEX,
+    ROLE_PREFIXES,
+    extract_answer,
+    generate_batch,
+    raw_format,
+    tokenize_example,
+)
+from hw.training import (
+    build_trainer,
+    evaluation_history,
+    parameter_counts,
+    quantized_loading,
+    train,
+    with_lora,
+)
+
+log = logging.getLogger(__name__)
+
+# Where a chat model stops answering: a new made-up example, a question about the sentence, an explanation.
+ATC_STOP_MARKERS = (*EXPLANATION_MARKERS, "Explanation", "Air traffic control sentence", "DO NOT SAY",
+                    "What does", "What is", "Your turn", "Please let me know")  # fmt: skip
+# Lead-ins before the answer: the prompt's last word, and the prompt's own phrasing restated ("Air traffic
+# control sentence dictated by whisper: 'X'", 1 in 8 of the homework's raw ATCO2 outputs).
+ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected", "Air traffic control sentence dictated by whisper",
+                     "Air traffic control sentence")  # fmt: skip
+
+
+def load_corrector(model: Any, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
+    """Tokenizer and causal LM (quantized on CUDA), with a saved adapter on top when given.
+
+    Args:
+        model: the corrector's `ModelConfig`.
+        quantization: `4bit`, `8bit` or `none`.
+        adapter: a PEFT adapter directory, or a full fine-tuned model directory, or None for the base.
+    """
+    base = sources.resolve_model(model.name_or_path, model.revision, key="corrector.model.name_or_path")
+    full = adapter is not None and not (Path(adapter) / "adapter_config.json").is_file()
+    shared = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
+    network = AutoModelForCausalLM.from_pretrained(
+        adapter if full else base,
+        device_map={"": 0} if torch.cuda.is_available() else None,
+        **shared,
+        **quantized_loading(quantization),
+    )
+    if adapter is not None and not full:
+        from peft import PeftModel
+
+        network = PeftModel.from_pretrained(network, adapter)
+    tokenizer = AutoTokenizer.from_pretrained(adapter if full else base, **shared)
+    if tokenizer.pad_token is None:
+        # Llama has none; padded positions are masked (left padding, labels -100), so any token will do
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer, network
+
+
+def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool) -> None:
+    """LoRA (QLoRA on CUDA) fine-tuning on `<s>[INST] {hypothesis} [/INST] {reference}</s>`, loss on the answer."""
+    pairs = runs.read_jsonl(pairs_dir / "pairs.jsonl")
+    tokenizer, model = load_corrector(corrector.model, corrector.quantization)
+    model = with_lora(model, corrector.lora, task_type="CAUSAL_LM")
+    prompt_format = raw_format(corrector.fine_tuned_prompt)
+    examples = []
+    for pair in pairs:
+        prompt = prompt_format.user.format(hypothesis=pair["hypothesis"])
+        target = f"{prompt_format.answer_prefix}{pair['reference']}{tokenizer.eos_token}"
+        examples.append(tokenize_example(tokenizer, prompt, target, cutoff_len=corrector.cutoff_len))
+    examples = [example for example in examples if example["labels"][-1] != IGNORE_INDEX]
+    if not examples:
+        raise HwError(
+            f"no training pair keeps an answer token within corrector.cutoff_len={corrector.cutoff_len}"
+        )
+    trainer = build_trainer(
+        model,
+        corrector.train,
+        folder,
+        train_dataset=examples,
+        eval_dataset=None,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+        processing_class=tokenizer,
+        remove_unused_columns=False,  # PEFT's forward signature hides the model's input names
+        label_names=["labels"],
+    )
+    train(trainer, folder, resume)
+    trainer.save_model(str(folder / "model"))
+    trainer.state.save_to_json(str(folder / "trainer_state.json"))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    history = {"epochs": evaluation_history(trainer.state.log_history), "model": parameter_counts(model)}
+    runs.write_json(folder / "history.json", {**history, "losses": losses, "pairs": len(examples)})
+    import shutil
+
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+
+
+def similar_pairs(queries: list[str], pool: list[str], k: int, batch_size: int = 256) -> list[list[int]]:
+    """Indices of the `k` pool texts most similar to each query: cosine of TF-IDF word vectors.
+
+    Args:
+        queries: texts to find neighbours for (the hypotheses to correct).
+        pool: texts to search (the training pairs' hypotheses).
+        k: neighbours per query, most similar first.
+    """
+    vocabulary: dict[str, int] = {}
+    documents = [
+        [vocabulary.setdefault(word, len(vocabulary)) for word in text.lower().split()] for text in pool
+    ]
+    frequency = torch.zeros(len(vocabulary))
+    for words in documents:
+        frequency[list(set(words))] += 1
+    idf = torch.log((1 + len(pool)) / (1 + frequency)) + 1  # scikit-learn's smoothed idf
+    pool_vectors = _tf_idf([words for words in documents], idf).to_sparse()
+    neighbours = []
+    for start in range(0, len(queries), batch_size):
+        batch = queries[start : start + batch_size]
+        ids = [[vocabulary[word] for word in text.lower().split() if word in vocabulary] for text in batch]
+        scores = torch.sparse.mm(pool_vectors, _tf_idf(ids, idf).T)  # pool × batch
+        neighbours += scores.topk(min(k, len(pool)), dim=0).indices.T.tolist()
+    return neighbours
+
+
+def _tf_idf(documents: list[list[int]], idf: torch.Tensor) -> torch.Tensor:
+    """Rows of L2-normalized TF-IDF weights (a row of zeros for a document without known words)."""
+    vectors = torch.zeros(len(documents), len(idf))
+    for row, words in enumerate(documents):
+        for word in words:
+            vectors[row, word] += idf[word]
+    return torch.nn.functional.normalize(vectors, dim=1)
+
+
+def _rag_prompts(hypotheses: list[str], pairs: list[dict], k: int) -> list[str]:
+    """The base prompt with the k most similar training pairs as solved examples before the question."""
+    neighbours = similar_pairs(hypotheses, [pair["hypothesis"] for pair in pairs], k)
+    prompts = []
+    for hypothesis, indices in zip(hypotheses, neighbours, strict=True):
+        examples = "".join(ATC_RAG_EXAMPLE.format(**pairs[index]) for index in indices)
+        prompts.append(ATC_RAG_PROMPT.format(examples=examples, hypothesis=hypothesis))
+    return prompts
+
+
+def correct(
+    corrector: Any, transcripts_dir: Path, pairs_dir: Path | None, checkpoint: str | None, folder: Path
+) -> None:
+    """`corrections.jsonl`: every (evaluation clip, ASR) hypothesis corrected by each available corrector.
+
+    A row holds the raw generation, the extracted answer, and `fallback: true` when nothing could be extracted
+    and the hypothesis itself stands as the answer.
+    """
+    transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
+    systems = [system for system in ("zero_shot", "fine_tuned") if system in transcripts[0]]
+    cells = [(row, system) for system in systems for row in transcripts]
+    hypotheses = [row[system] for row, system in cells]
+    prompts = {"base": [corrector.base_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]}
+    if corrector.rag_k:
+        assert pairs_dir is not None, "the pairs stage runs whenever RAG is on"
+        prompts["rag"] = _rag_prompts(hypotheses, runs.read_jsonl(pairs_dir / "pairs.jsonl"), corrector.rag_k)
+    settings = {"max_new_tokens": corrector.max_new_tokens, "do_sample": False}
+    tokenizer, model = load_corrector(corrector.model, corrector.quantization)
+    raw = {
+        name: generate_batch(model, tokenizer, texts, settings, corrector.batch_size)
+        for name, texts in prompts.items()
+    }
+    if checkpoint is not None:
+        tokenizer, model = load_corrector(corrector.model, corrector.quantization, adapter=checkpoint)
+        fine_tuned = [corrector.fine_tuned_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]
+        raw["fine_tuned"] = generate_batch(model, tokenizer, fine_tuned, settings, corrector.batch_size)
+    rows = []
+    for name, outputs in raw.items():
+        for (row, system), hypothesis, text in zip(cells, hypotheses, outputs, strict=True):
+            answer = extract_answer(text, stop_markers=ATC_STOP_MARKERS, role_prefixes=ATC_ROLE_PREFIXES)
+            rows.append({"set": row["set"], "audio_id": row["audio_id"], "asr": system, "corrector": name,
+                         "raw": text, "answer": answer or hypothesis, "fallback": not answer})  # fmt: skip
+    runs.write_jsonl(folder / "corrections.jsonl", rows)
+    log.info("corrected %d hypotheses with %s", len(hypotheses), ", ".join(raw))

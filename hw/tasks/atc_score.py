@@ -1,0 +1,126 @@
+"""`hw atc` score stage: the ASR × corrector matrix of each evaluation set, and the sample rows."""
+
+import random
+from pathlib import Path
+from typing import Any
+
+from hw import runs
+from hw.metrics import asr
+
+CORRECTORS = ("none", "base", "rag", "fine_tuned")
+CORRECTOR_NAMES = {
+    "none": "none",
+    "base": "base LLM, homework prompt",
+    "rag": "base LLM + retrieved examples",
+    "fine_tuned": "fine-tuned LLM",
+}
+ASR_NAMES = {"zero_shot": "zero-shot", "fine_tuned": "fine-tuned"}
+MATRIX_COLUMNS = ["ASR", "Corrector", "WER", "Mean utterance WER", "S", "D", "I", "Reference words",
+                  "Better", "Worse", "Unchanged", "Fallbacks"]  # fmt: skip
+
+
+def cell_name(evaluation_set: str, system: str, corrector: str, metric: str = "wer") -> str:
+    """The metrics.json key of one cell: `atco2/zero_shot/fine_tuned/wer`."""
+    return f"{evaluation_set}/{system}/{corrector}/{metric}"
+
+
+def score(
+    normalizer: str,
+    transcripts_dir: Path,
+    corrections_dir: Path,
+    samples_seed: int,
+    reference: list[Any],
+    folder: Path,
+) -> None:
+    """Write `scores.json` and `samples.jsonl` from the transcripts and their corrections.
+
+    `final` holds the corpus WER of every cell (`cell_name`); the tables add the mean of per-utterance WER,
+    S/D/I, the better/worse/unchanged shares and the fallbacks, with the published figures under each matrix.
+    """
+    transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
+    answers: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for row in runs.read_jsonl(corrections_dir / "corrections.jsonl"):
+        answers.setdefault((row["set"], row["asr"], row["corrector"]), {})[row["audio_id"]] = row
+    systems = [system for system in ASR_NAMES if system in transcripts[0]]
+    correctors = [name for name in CORRECTORS if name == "none" or any(key[2] == name for key in answers)]
+    final, tables = {}, []
+    for evaluation_set in dict.fromkeys(row["set"] for row in transcripts):
+        rows = [row for row in transcripts if row["set"] == evaluation_set]
+        references = [row["reference"] for row in rows]
+        matrix = []
+        for system in systems:
+            uncorrected = asr.score([row[system] for row in rows], references, normalizer)
+            for corrector in correctors:
+                cell = answers.get((evaluation_set, system, corrector), {})
+                corrected = [cell[row["audio_id"]] for row in rows] if corrector != "none" else []
+                result = (
+                    asr.score([row["answer"] for row in corrected], references, normalizer)
+                    if corrected
+                    else uncorrected
+                )
+                final[cell_name(evaluation_set, system, corrector)] = result.wer
+                matrix.append(_matrix_row(system, corrector, result, uncorrected, corrected))
+        matrix += _reference_rows(reference, evaluation_set)
+        title = (
+            f"{evaluation_set}: ASR × corrector ({len(rows)} clips, normalizer {normalizer}; WER = errors / "
+            "reference words; Better/Worse/Unchanged: utterances whose error count the corrector lowered, raised or kept)"
+        )
+        tables.append({"title": title, "columns": MATRIX_COLUMNS, "rows": matrix})
+    runs.write_json(folder / "scores.json", {"final": final, "tables": tables})
+    runs.write_jsonl(
+        folder / "samples.jsonl", _samples(transcripts, answers, systems, correctors, samples_seed)
+    )
+
+
+def _errors(utterance: asr.UtteranceScore) -> int:
+    return utterance.substitutions + utterance.deletions + utterance.insertions
+
+
+def _matrix_row(
+    system: str, corrector: str, result: asr.AsrScore, uncorrected: asr.AsrScore, corrected: list[dict]
+) -> list[Any]:
+    """One matrix row; the better/worse/unchanged shares compare each utterance's errors with the ASR's own."""
+    shares: list[Any] = ["—"] * 3
+    fallbacks: Any = "—"
+    if corrected:
+        pairs = list(zip(result.per_utterance, uncorrected.per_utterance, strict=True))
+        better = sum(_errors(after) < _errors(before) for after, before in pairs) / len(pairs)
+        worse = sum(_errors(after) > _errors(before) for after, before in pairs) / len(pairs)
+        shares = [better, worse, 1 - better - worse]
+        fallbacks = sum(row["fallback"] for row in corrected)
+    return [ASR_NAMES[system], CORRECTOR_NAMES[corrector], result.wer, result.mean_utterance_wer,
+            result.substitutions, result.deletions, result.insertions, result.reference_words, *shares, fallbacks]  # fmt: skip
+
+
+def _reference_rows(reference: list[Any], evaluation_set: str) -> list[list[Any]]:
+    """The homework's published figures for this set, as rows under the run's (keys `set/asr/corrector/metric`)."""
+    rows = []
+    for run in reference:
+        figures: dict[tuple[str, str], dict[str, float]] = {}
+        for row in run.rows:
+            for key, value in row.items():
+                parts = key.split("/")
+                if len(parts) == 4 and parts[0] == evaluation_set:
+                    figures.setdefault((parts[1], parts[2]), {})[parts[3]] = value
+        for (system, corrector), values in figures.items():
+            rows.append([f"{ASR_NAMES.get(system, system)} ({run.source})", CORRECTOR_NAMES.get(corrector, corrector),
+                         values.get("wer", "—"), values.get("mean_utterance_wer", "—"), *["—"] * 8])  # fmt: skip
+    return rows
+
+
+def _samples(
+    transcripts: list[dict], answers: dict, systems: list[str], correctors: list[str], seed: int
+) -> list[dict[str, Any]]:
+    """Per clip: audio id, reference, each ASR hypothesis and each correction of it, in a seeded random order."""
+    samples = []
+    for row in transcripts:
+        sample = {"set": row["set"], "audio_id": row["audio_id"], "reference": row["reference"]}
+        for system in systems:
+            sample[system] = row[system]
+            for corrector in correctors[1:]:
+                sample[f"{system}+{corrector}"] = answers[(row["set"], system, corrector)][row["audio_id"]][
+                    "answer"
+                ]
+        samples.append(sample)
+    random.Random(seed).shuffle(samples)
+    return samples

@@ -1,0 +1,180 @@
+"""`hw atc` end to end on the tiny preset: both fine-tunings learn, stages cache, bad input is one line;
+and the homework's real transcript files re-scored through `hw score asr`."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hw import config
+from hw.cli import app
+from hw.tasks import atc
+from tests.shared_data import SHARED_DATA
+
+runner = CliRunner()
+HOMEWORK_FILE = SHARED_DATA / "atc" / "homework_transcripts" / "atco2_test_whisper_small_llama2_base.csv"
+
+
+def _invoke(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0].removeprefix("hw: error: ")
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _stage_marks(run_dir: Path) -> dict[str, float]:
+    return {
+        path.parent.name: json.loads(path.read_text())["finished"]
+        for path in (run_dir / "stages").glob("*/stage.json")
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float]]:
+    """One full tiny run, then the same run again with --resume; the stage marks after the first."""
+    work = tmp_path_factory.mktemp("atc")
+    run_dir = work / "run"
+    _invoke(["atc", "--tiny", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")])
+    first = _stage_marks(run_dir)
+    _invoke(
+        ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")]
+    )
+    return run_dir, first
+
+
+def test_fine_tuned_asr_beats_zero_shot(tiny_run) -> None:
+    final = _metrics(tiny_run[0])["final"]
+    assert final["atcosim/fine_tuned/none/wer"] < 0.2 < 0.5 < final["atcosim/zero_shot/none/wer"], final
+
+
+def test_fine_tuned_corrector_lowers_the_wer_of_the_zero_shot_asr(tiny_run) -> None:
+    final = _metrics(tiny_run[0])["final"]
+    before, after = final["atcosim/zero_shot/none/wer"], final["atcosim/zero_shot/fine_tuned/wer"]
+    assert after < before / 2, final
+    assert final["atco2/zero_shot/fine_tuned/wer"] < final["atco2/zero_shot/none/wer"], final
+
+
+def test_second_run_reads_every_stage_back(tiny_run) -> None:
+    run_dir, first = tiny_run
+    assert set(first) == set(atc.STAGES)
+    assert _stage_marks(run_dir) == first  # no stage was rewritten
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert all(f"stage {name}: cached" in log for name in atc.STAGES)
+    rows = _metrics(run_dir)["tables"][-1]["rows"]
+    assert [row[2] for row in rows] == ["cached"] * len(atc.STAGES)
+
+
+def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp_path) -> None:
+    run_dir, first = tiny_run
+    common = ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)]
+    _invoke([*common, "--stage", "pairs"])
+    marks = _stage_marks(run_dir)
+    assert [name for name in atc.STAGES if marks[name] != first[name]] == ["pairs"]
+    _invoke([*common, "--from-stage", "correct"])
+    latest = _stage_marks(run_dir)
+    assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
+
+
+def test_matrix_tables_samples_and_report(tiny_run) -> None:
+    run_dir, _ = tiny_run
+    metrics = _metrics(run_dir)
+    atcosim, atco2 = metrics["tables"][:2]
+    assert atcosim["columns"][:4] == ["ASR", "Corrector", "WER", "Mean utterance WER"]
+    cells = [(row[0], row[1]) for row in atcosim["rows"][:8]]
+    assert cells == [(asr, corrector) for asr in ("zero-shot", "fine-tuned") for corrector in
+                     ("none", "base LLM, homework prompt", "base LLM + retrieved examples", "fine-tuned LLM")]  # fmt: skip
+    assert atcosim["rows"][0][2] == metrics["final"]["atcosim/zero_shot/none/wer"]
+    assert any("ATC homework" in str(row[0]) and row[3] == 0.7406 for row in atco2["rows"])
+    better, worse, unchanged = atcosim["rows"][3][8:11]
+    assert better + worse + unchanged == pytest.approx(1) and better > worse
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 192 and {"audio_id", "reference", "zero_shot", "zero_shot+fine_tuned"} <= set(
+        samples[0]
+    )
+    assert metrics["data"]["corrector pairs"] == 512
+
+
+def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
+    import datasets
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "no-text"
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"audio": ["a.wav"], "sentence": ["x"]})}
+    ).save_to_disk(str(folder))
+    message = _one_line_error(["atc", "--tiny", "--set", f"data.dataset={folder}"])
+    assert message.startswith(f"dataset '{folder}' lacks column(s) text (it has: audio, sentence)")
+    assert _one_line_error(["atc", "--tiny", "--stage", "nonsense"]) == (
+        "invalid configuration: stages.only: 'nonsense' is not a stage; choose one of: "
+        + ", ".join(atc.STAGES)
+    )
+    assert _one_line_error(["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"]).startswith(
+        "corrector.checkpoint '/no/such/adapter' does not exist; give a saved corrector adapter"
+    )
+
+
+def test_packaged_config_loads_with_the_course_defaults() -> None:
+    cfg = config.load(atc.AtcConfig, "atc")
+    assert (cfg.model.name_or_path, cfg.train.learning_rate, cfg.train.max_steps) == (
+        "openai/whisper-small",
+        1e-5,
+        1000,
+    )
+    assert (cfg.train.warmup_steps, cfg.train.eval_steps, cfg.train.per_device_train_batch_size) == (
+        500,
+        100,
+        16,
+    )
+    assert cfg.corrector.model.name_or_path == "NousResearch/Llama-2-7b-chat-hf"
+    assert cfg.corrector.fine_tuned_prompt == "[INST] {hypothesis} [/INST]"
+    assert [s.dataset for s in cfg.data.eval_sets] == ["Jzuluaga/atcosim_corpus", "Jzuluaga/atco2_corpus_1h"]
+    tiny_cfg = config.load(atc.AtcConfig, "atc", run={"tiny": True})
+    assert tiny_cfg.corrector.model.name_or_path == "tiny:atc-llama"
+
+
+@pytest.mark.skipif(not HOMEWORK_FILE.is_file(), reason="shared ATC data not found")
+@pytest.mark.parametrize(
+    ("normalize", "column", "mean_utterance", "corpus"),
+    [
+        # SOURCES.md: whitespace tokens only, the homework's own way; 1.0685 is its published figure.
+        ("none", "llm_text", 1.0685482071348031, 0.9742605554301197),
+        ("none", "whisper_text", 1.024923718575718, 0.9666967712801987),
+    ],
+)
+def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utterance, corpus) -> None:
+    output = _invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
+                      "--normalize", normalize, "--json"])  # fmt: skip
+    result = json.loads(output)
+    assert result["utterances"] == 870
+    assert result["mean_utterance_wer"] == pytest.approx(mean_utterance, rel=1e-12)
+    assert result["wer"] == pytest.approx(corpus, rel=1e-12)
+
+
+@pytest.mark.skipif(not HOMEWORK_FILE.is_file(), reason="shared ATC data not found")
+@pytest.mark.parametrize(
+    ("column", "corpus", "mean_utterance"),
+    [
+        # Measured: ICAO spellings, case, punctuation and number form forgiven on both sides. At corpus level
+        # the base Llama-2 then helps a little (0.8134 → 0.7940), where the homework's unnormalized mean of
+        # per-utterance WER said it hurt (1.0249 → 1.0685).
+        ("whisper_text", 0.8134, 0.8999),
+        ("llm_text", 0.7940, 0.8957),
+    ],
+)
+def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utterance) -> None:
+    output = _invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
+                      "--normalize", "atc", "--json"])  # fmt: skip
+    result = json.loads(output)
+    assert (round(result["wer"], 4), round(result["mean_utterance_wer"], 4)) == (corpus, mean_utterance)
