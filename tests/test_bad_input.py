@@ -323,6 +323,33 @@ CASES = [
         logs=True,  # each skipped clip is logged with its reason
     ),
     Case(
+        "atc-unknown-stage",
+        ["atc", "--tiny", "--stage", "nonsense"],
+        r"stages\.only: 'nonsense' is not a stage; choose one of: asr_train, transcribe",
+    ),
+    Case(
+        "atc-unknown-from-stage",
+        ["atc", "--tiny", "--from-stage", "decode"],
+        r"stages\.start: 'decode' is not a stage; choose one of: asr_train",
+    ),
+    Case(
+        "atc-corrector-checkpoint-missing",
+        ["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"],
+        r"corrector\.checkpoint '/no/such/adapter' does not exist",
+    ),
+    Case(
+        "atc-eval-set-missing",
+        ["atc", "--tiny", "--set", "data.eval_sets=[{{name: atco2, dataset: {work}/no-such-atco2}}]"],
+        r"no-such-atco2'",
+        logs=True,  # the tiny training set is built (and checked) first
+    ),
+    Case("doctor-unknown-homework", ["doctor", "cooking"], r"'cooking'.*yelp, qa, whisper, atc, tang"),
+    Case(
+        "doctor-unknown-key",
+        ["doctor", "yelp", "--set", "train.lerning_rate=1e-5"],
+        r"train\.lerning_rate: unknown key; did you mean train\.learning_rate\?",
+    ),
+    Case(
         "tang-no-data",
         ["tang"],
         r"hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR",

@@ -233,17 +233,17 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
 
 
 def _preflight(cfg: AtcConfig) -> str | None:
-    """Fail before any stage runs on a corrector checkpoint that is missing; return it resolved."""
+    """Fail before any stage runs on a dataset or corrector checkpoint that is missing; return the latter resolved."""
     checkpoint = cfg.corrector.checkpoint
-    if checkpoint is None:
-        return None
-    path = Path(checkpoint).expanduser()
-    if not path.is_dir():
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
         raise HwError(
             f"corrector.checkpoint {checkpoint!r} does not exist; give a saved corrector adapter or model "
             "directory (e.g. runs/atc/RUN/stages/corrector_train/model) or remove the setting"
         )
-    return sources.resolve_model(str(path), key="corrector.checkpoint")
+    atc_asr.check_data(cfg)
+    if checkpoint is None:
+        return None
+    return sources.resolve_model(str(Path(checkpoint).expanduser()), key="corrector.checkpoint")
 
 
 def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:

@@ -24,6 +24,21 @@ def _split(
     return sources.require_split(splits, split, dataset, key)
 
 
+def check_data(cfg: "AtcConfig") -> None:
+    """Load every split the stages will read, so a wrong dataset fails in seconds rather than after training."""
+    data = cfg.data
+    splits = (
+        []
+        if cfg.run.eval_only
+        else [("data.train_split", data.train_split), ("data.validation_split", data.validation_split)]
+    )
+    for key, split in splits:
+        _split(data.dataset, data.config_name, data.revision, split, key, cfg)
+    for evaluation in data.eval_sets:
+        key = f"data.eval_sets[{evaluation.name}].split"
+        _split(evaluation.dataset, evaluation.config_name, evaluation.revision, evaluation.split, key, cfg)
+
+
 def _subset(split: Any, limit: int | None, seed: int) -> Any:
     return split if limit is None or limit >= len(split) else split.shuffle(seed=seed).select(range(limit))
 
