@@ -265,6 +265,8 @@ def run_homework(
     started = time.perf_counter()
     with _logging_to(run_dir / "run.log"):
         task.run(cfg, run_dir)
+    if not runs.is_main_process():  # the main process writes the artifacts and the report
+        return run_dir
     metrics = runs.read_json(run_dir / "metrics.json")
     runs.write_json(
         run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -276,9 +278,11 @@ def run_homework(
 
 @contextlib.contextmanager
 def _logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` and the libraries to the console and to the run's own log file."""
+    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
     import datasets
     import transformers
+
+    from hw import runs
 
     datasets.logging.set_verbosity_warning()
     transformers.logging.set_verbosity_warning()
@@ -287,7 +291,9 @@ def _logging_to(log_file: Path) -> Iterator[None]:
     transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, encoding="utf-8")]
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if runs.is_main_process():
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)

@@ -1,7 +1,11 @@
 """The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer, with PEFT adapters."""
 
+import dataclasses
 import importlib.util
+import json
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,8 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
+from hw import runs
 from hw.config import LoraConfig, TrainConfig
 from hw.errors import HwError
 
@@ -62,7 +66,10 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         data_seed=train.seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to="none",
+        average_tokens_across_devices=False,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
+        use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
         **precision_flags(train.precision),
         **extra,
     )
@@ -169,14 +176,39 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
-    """Train, continuing from the newest checkpoint in the run directory when resuming."""
+    """Train, continuing from the newest complete checkpoint in the run directory when resuming."""
     checkpoint = None
     if resume:
-        checkpoint = (
-            get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
-        )
-        log.info("resuming from %s", checkpoint or "the start (no checkpoint yet)")
+        checkpoint = runs.agreed(last_complete_checkpoint(run_dir / "checkpoints"))
+        log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest `checkpoint-<step>` the Trainer finished saving; half-written ones are deleted.
+
+    transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a
+    checkpoint is complete when that file parses. A save killed earlier leaves weights without it.
+    """
+    steps = {}
+    for directory in checkpoints.glob("checkpoint-*"):
+        if directory.is_dir() and re.fullmatch(r"checkpoint-\d+", directory.name):
+            steps[directory] = int(directory.name.removeprefix("checkpoint-"))
+    for directory in sorted(steps, key=steps.get, reverse=True):
+        try:
+            json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(directory)
+        except (OSError, ValueError):
+            log.warning("skipping %s: its save never finished (no complete trainer_state.json)", directory)
+            if runs.is_main_process():
+                shutil.rmtree(directory, ignore_errors=True)
+    return None
+
+
+def write_trainer_state(trainer: Trainer, run_dir: Path) -> None:
+    """`trainer_state.json` (losses and metrics of every logging step) of the run, written atomically."""
+    state = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
+    runs.write_text(run_dir / "trainer_state.json", state)
 
 
 def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
