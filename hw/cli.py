@@ -256,12 +256,19 @@ def run_homework(
     )
     runs.prepare(run_dir)
     settings = config.to_dict(cfg)
+    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
+    with runs.main_process_first(), runs.alone():
+        _build_tiny_assets(settings)
     runs.write_yaml(run_dir / "config.yaml", settings)
     runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
     if cfg.run.tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
         import torch
 
         torch.set_num_threads(1)
+    from transformers import set_seed
+
+    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
+    set_seed(cfg.train.seed)
     started = time.perf_counter()
     with _logging_to(run_dir / "run.log"):
         task.run(cfg, run_dir)
@@ -274,6 +281,17 @@ def run_homework(
     fragment = report.write_fragment(run_dir, reports_dir)
     typer.echo(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
+
+
+def _build_tiny_assets(settings: dict[str, Any]) -> None:
+    """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
+    from hw import tiny
+
+    for value in settings.values():
+        if isinstance(value, dict):
+            _build_tiny_assets(value)
+        elif isinstance(value, str) and value.startswith(tiny.PREFIX):
+            tiny.materialize(value)
 
 
 @contextlib.contextmanager

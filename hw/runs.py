@@ -50,6 +50,8 @@ def _joined() -> bool:
     """Join the launcher's process group as the Trainer does (accelerate's `PartialState`); False when alone.
 
     Without CUDA the processes talk over gloo: `cpu=True` is what makes accelerate see them as distributed.
+    The collectives below go to torch.distributed itself: every new `TrainingArguments` resets accelerate's
+    state (the tiny builders' too), but the process group stays.
     """
     if world_size() == 1:
         return False
@@ -64,9 +66,11 @@ def agreed(value: Item) -> Item:
     """The main process's `value`, on every process (a run directory named by the clock, say)."""
     if not _joined():
         return value
-    from accelerate.utils import broadcast_object_list
+    from torch import distributed
 
-    return broadcast_object_list([value])[0]
+    box = [value]
+    distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 @contextlib.contextmanager
@@ -75,10 +79,31 @@ def main_process_first() -> Iterator[None]:
     if not _joined():
         yield
         return
-    from accelerate import PartialState
+    from torch import distributed
 
-    with PartialState().local_main_process_first():
+    if local_rank() != 0:
+        distributed.barrier()
+    yield
+    if local_rank() == 0:
+        distributed.barrier()
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Hide the launcher from a block one process runs by itself: a Trainer in it trains alone, not waiting for
+    the other processes (as a tiny asset's builder, run by the main process while the others wait)."""
+    # Unset, not "0": accelerate takes any LOCAL_RANK for a launched process.
+    saved = {
+        name: os.environ.pop(name, None) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
+    }
+    try:
         yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def spread(work: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
@@ -88,10 +113,12 @@ def spread(work: Callable[[Item], Result], items: Sequence[Item]) -> list[Result
     """
     if not _joined():
         return [work(item) for item in items]
-    from accelerate.utils import gather_object
+    from torch import distributed
 
     mine = [(index, work(item)) for index, item in enumerate(items) if index % world_size() == rank()]
-    results = dict(gather_object(mine))
+    shares: list[Any] = [None] * world_size()
+    distributed.all_gather_object(shares, mine)
+    results = dict(pair for share in shares for pair in share)
     return [results[index] for index in range(len(items))]
 
 
