@@ -176,33 +176,40 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
-    """Train, continuing from the newest complete checkpoint in the run directory when resuming."""
+    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones."""
     checkpoint = None
     if resume:
-        checkpoint = runs.agreed(last_complete_checkpoint(run_dir / "checkpoints"))
+        checkpoints = run_dir / "checkpoints"
+        checkpoint = runs.agreed(last_complete_checkpoint(checkpoints))
+        for directory in _checkpoints(checkpoints):
+            if not _complete(directory) and runs.is_main_process():
+                log.warning(
+                    "deleting %s: its save never finished (no complete trainer_state.json)", directory
+                )
+                shutil.rmtree(directory, ignore_errors=True)
         log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest `checkpoint-<step>` the Trainer finished saving; half-written ones are deleted.
+    """The newest `checkpoint-<step>` directory the Trainer finished saving; None when there is none."""
+    return next((str(directory) for directory in _checkpoints(checkpoints) if _complete(directory)), None)
 
-    transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a
-    checkpoint is complete when that file parses. A save killed earlier leaves weights without it.
-    """
-    steps = {}
-    for directory in checkpoints.glob("checkpoint-*"):
-        if directory.is_dir() and re.fullmatch(r"checkpoint-\d+", directory.name):
-            steps[directory] = int(directory.name.removeprefix("checkpoint-"))
-    for directory in sorted(steps, key=steps.get, reverse=True):
-        try:
-            json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
-            return str(directory)
-        except (OSError, ValueError):
-            log.warning("skipping %s: its save never finished (no complete trainer_state.json)", directory)
-            if runs.is_main_process():
-                shutil.rmtree(directory, ignore_errors=True)
-    return None
+
+def _checkpoints(checkpoints: Path) -> list[Path]:
+    """The Trainer's `checkpoint-<step>` directories, newest first."""
+    found = [path for path in checkpoints.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    return sorted(found, key=lambda path: int(path.name.removeprefix("checkpoint-")), reverse=True)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a
+    checkpoint is complete when that file parses. A save killed earlier leaves weights without it."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def write_trainer_state(trainer: Trainer, run_dir: Path) -> None:
