@@ -253,7 +253,8 @@ def _train(
     evaluated_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
     if cfg.train.eval_strategy != "no" and trainer.state.global_step not in evaluated_steps:
         trainer.evaluate()  # the curve ends where training ends
-    trainer.save_model(str(run_dir / "model"))
+    with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
+        trainer.save_model(str(run_dir / "model"))
     write_trainer_state(trainer, run_dir)
     return str(run_dir / "model"), evaluation_history(trainer.state.log_history), counts
 
