@@ -43,6 +43,7 @@ def local_rank() -> int:
 
 
 def is_main_process() -> bool:
+    """True in the process that writes the artifacts (rank 0), and in a run that is not distributed."""
     return rank() == 0
 
 
@@ -90,8 +91,10 @@ def main_process_first() -> Iterator[None]:
 
 @contextlib.contextmanager
 def alone() -> Iterator[None]:
-    """Hide the launcher from a block one process runs by itself: a Trainer in it trains alone, not waiting for
-    the other processes (as a tiny asset's builder, run by the main process while the others wait)."""
+    """Hide the launcher from a block the main process runs by itself while the others wait.
+
+    A Trainer inside (a tiny asset's builder) then trains alone instead of waiting for the other processes.
+    """
     # Unset, not "0": accelerate takes any LOCAL_RANK for a launched process.
     saved = {
         name: os.environ.pop(name, None) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
