@@ -66,7 +66,6 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         data_seed=train.seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to="none",
-        average_tokens_across_devices=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
         use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
@@ -103,10 +102,23 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    # transformers 5 hands `num_items_in_batch` to every model whose forward takes **kwargs, and then neither
+    # divides the loss by the accumulation steps nor lets DDP's averaging stand (it multiplies by the number of
+    # processes). Only causal-LM losses use that count; classification, QA and Whisper average their own, so
+    # their loss and gradients came out accumulation steps × processes times too large (3.22 for ln 5 = 1.61).
+    trainer.model_accepts_loss_kwargs = _loss_counts_tokens(model)
     # transformers 5 applies `group_by_length` to evaluation batches too, shuffling predictions out of dataset
     # order; tasks pair predictions with their examples (samples.jsonl, QA windows), so evaluate in order.
     trainer._get_eval_sampler = SequentialSampler
     return trainer
+
+
+def _loss_counts_tokens(model: Any) -> bool:
+    """Whether the model's loss divides by the `num_items_in_batch` the Trainer passes: causal LMs' does."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT adapters
+    return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
 
 
 def quantized_loading(quantization: str) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def test_two_processes_take_half_the_steps_with_an_unscaled_loss(yelp_runs: dict
     steps = [[row["step"] for row in _read(run, "metrics.json")["epochs"]] for run in (single, distributed)]
     assert steps == [[32, 64, 96]] * 2
     # Before learning, cross-entropy over 5 classes is ln 5 = 1.609. transformers 5 multiplies the loss of a
-    # model taking **kwargs by the number of processes (average_tokens_across_devices): 3.22 if left on.
+    # model taking **kwargs by the number of processes unless build_trainer stops it: 3.22.
     assert _first_loss(distributed) == pytest.approx(math.log(5), abs=0.05)
     assert _first_loss(single) == pytest.approx(math.log(5), abs=0.05)
 
