@@ -256,19 +256,9 @@ def run_homework(
     )
     runs.prepare(run_dir)
     settings = config.to_dict(cfg)
-    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
-    with runs.main_process_first(), runs.alone():
-        _build_tiny_assets(settings)
     runs.write_yaml(run_dir / "config.yaml", settings)
     runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-    if cfg.run.tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
-        import torch
-
-        torch.set_num_threads(1)
-    from transformers import set_seed
-
-    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
-    set_seed(cfg.train.seed)
+    _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
     started = time.perf_counter()
     with _logging_to(run_dir / "run.log"):
         task.run(cfg, run_dir)
@@ -281,6 +271,22 @@ def run_homework(
     fragment = report.write_fragment(run_dir, reports_dir)
     typer.echo(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
+
+
+def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None:
+    """Before the task: the tiny assets it names, built by one process; threads for tiny models; the seed."""
+    import torch
+    from transformers import set_seed
+
+    from hw import runs
+
+    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
+    with runs.main_process_first(), runs.alone():
+        _build_tiny_assets(settings)
+    if tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        torch.set_num_threads(1)
+    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
+    set_seed(seed)
 
 
 def _build_tiny_assets(settings: dict[str, Any]) -> None:
