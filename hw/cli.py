@@ -279,14 +279,12 @@ def run_homework(
         settings = config.to_dict(cfg)
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-        # tiny models gain nothing from more threads, and lose several-fold on a busy machine
-        if cfg.run.tiny:
-            import torch
-
-            torch.set_num_threads(1)
+        _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
         started = time.perf_counter()
         with _logging_to(run_dir / "run.log"):
             task.run(cfg, run_dir)
+        if not runs.is_main_process():  # the main process writes the artifacts and the report
+            return run_dir
         metrics = runs.read_json(run_dir / "metrics.json")
         runs.write_json(
             run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -296,11 +294,40 @@ def run_homework(
     return run_dir
 
 
+def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None:
+    """Before the task: the tiny assets it names, built by one process; threads for tiny models; the seed."""
+    import torch
+    from transformers import set_seed
+
+    from hw import runs
+
+    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
+    with runs.main_process_first(), runs.alone():
+        _build_tiny_assets(settings)
+    if tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        torch.set_num_threads(1)
+    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
+    set_seed(seed)
+
+
+def _build_tiny_assets(settings: dict[str, Any]) -> None:
+    """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
+    from hw import tiny
+
+    for value in settings.values():
+        if isinstance(value, dict):
+            _build_tiny_assets(value)
+        elif isinstance(value, str) and value.startswith(tiny.PREFIX):
+            tiny.materialize(value)
+
+
 @contextlib.contextmanager
 def _logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` and the libraries to the console and to the run's own log file."""
+    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
     import datasets
     import transformers
+
+    from hw import runs
 
     datasets.logging.set_verbosity_warning()
     transformers.logging.set_verbosity_warning()
@@ -309,7 +336,9 @@ def _logging_to(log_file: Path) -> Iterator[None]:
     transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, encoding="utf-8")]
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if runs.is_main_process():
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from hw import runs
 from hw.errors import HwError
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ def generate_batch(
 
     Prompts are batched longest first (similar lengths waste little padding, and an out-of-memory
     error shows in the first batch). Special tokens are dropped from the decoded text. The model runs in
-    eval mode and gets its previous mode back.
+    eval mode and gets its previous mode back. In a distributed run each process generates its share of
+    the batches (`runs.spread`) and all get every answer.
 
     Raises:
         HwError: if `batch_size` is below 1.
@@ -166,11 +168,9 @@ def generate_batch(
     assert tokenizer.pad_token_id is not None, "set tokenizer.pad_token before batched generation"
     lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
-    answers = [""] * len(prompts)
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def generate(indices: list[int]) -> list[str]:
         batch = tokenizer(
             [prompts[index] for index in indices], return_tensors="pt", padding=True, padding_side="left"
         ).to(model.device)
@@ -180,10 +180,15 @@ def generate_batch(
                 attention_mask=batch["attention_mask"],
                 **{"pad_token_id": tokenizer.pad_token_id, **generation_kwargs},
             )
-        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        logger.info("generated a batch of %d of the %d prompts", len(indices), len(order))
+        return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    answers = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    for indices, texts in zip(batches, runs.spread(generate, batches), strict=True):
         for index, text in zip(indices, texts, strict=True):
             answers[index] = text
-        logger.info("generated %d of %d", min(start + batch_size, len(order)), len(order))
     model.train(was_training)
     return answers
 

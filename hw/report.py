@@ -195,11 +195,17 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
         )
     packages = environment["packages"]
     lines.append(
-        f"- **Hardware:** {environment['device']} · **time:** {metrics.get('wall_seconds', '?')} s · "
+        f"- **Hardware:** {environment['device']}{_processes(environment)} · **time:** {metrics.get('wall_seconds', '?')} s · "
         f"**seed:** {environment['seed']} · hw {packages.get('hw')}, transformers {packages.get('transformers')}, "
         f"torch {packages.get('torch')}"
     )
     return "\n".join(lines)
+
+
+def _processes(environment: dict) -> str:
+    """` × 2 processes` for a distributed run (torchrun, accelerate launch); nothing for a single process."""
+    size = environment.get("world_size", 1)  # env.json of runs before hw recorded it has no world_size
+    return f" × {size} processes" if size > 1 else ""
 
 
 def _extra_table(table: dict) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile
 import torch
 
-from hw import audio, sources
+from hw import audio, runs, sources
 from hw.errors import HwError
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ def load_whisper(source: str, revision: str = "main", *, load_in_8bit: bool = Fa
                 "load_in_8bit: true needs bitsandbytes, which is not installed; pip install 'hw[gpu]', "
                 "or pass --set load_in_8bit=false to train without quantization"
             )
-        options.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": 0})
+        options.update(
+            quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": runs.local_rank()}
+        )
     elif load_in_8bit:
         log.info("no CUDA device: loading %s in full precision (fp32) instead of 8-bit", source)
     return WhisperForConditionalGeneration.from_pretrained(source, **options)
@@ -197,17 +199,18 @@ def cached_features(
     # lives in memory, so its cache file must be named here.
     cache = Path(os.environ.get("HF_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE) / "hw-speech"
     cache.mkdir(parents=True, exist_ok=True)
-    return split.map(
-        partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
-        batched=True,
-        batch_size=32,
-        remove_columns=split.column_names,
-        features=feature_columns(processor),
-        new_fingerprint=fingerprint,
-        cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
-        num_proc=num_proc,
-        desc=desc,
-    )
+    with runs.main_process_first():  # computed once; the other processes of a distributed run read the cache
+        return split.map(
+            partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
+            batched=True,
+            batch_size=32,
+            remove_columns=split.column_names,
+            features=feature_columns(processor),
+            new_fingerprint=fingerprint,
+            cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
+            num_proc=num_proc,
+            desc=desc,
+        )
 
 
 @dataclass(frozen=True)
@@ -261,15 +264,18 @@ def transcribe_features(
 ) -> list[str]:
     """Greedy transcripts of every clip, generated in duration-sorted batches and returned in input order.
 
+    In a distributed run each process transcribes its share of the batches (`runs.spread`) and all get every
+    transcript; the batches are the same as a single process's, so are the transcripts.
+
     Args:
         features_of: indices → their log-mel features, shape (batch, mel bins, frames).
         durations: seconds of each clip; only their order matters.
     """
-    transcripts = [""] * len(durations)
     parameter = next(model.parameters())
     # The decoder has max_target_positions places; the four prefix tokens take the first ones.
     max_new_tokens = min(decoding.max_new_tokens, model.config.max_target_positions - 4)
-    for indices in duration_batches(durations, decoding.batch_size):
+
+    def transcribe_batch(indices: list[int]) -> list[str]:
         features = torch.as_tensor(features_of(indices)).to(parameter.device, parameter.dtype)
         generated = model.generate(
             input_features=features,
@@ -281,10 +287,15 @@ def transcribe_features(
             task=decoding.task,
             max_new_tokens=max_new_tokens,
         )
-        for index, text in zip(
-            indices, processor.tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True
-        ):
-            transcripts[index] = text.strip()
+        return [
+            text.strip() for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        ]
+
+    batches = duration_batches(durations, decoding.batch_size)
+    transcripts = [""] * len(durations)
+    for indices, texts in zip(batches, runs.spread(transcribe_batch, batches), strict=True):
+        for index, text in zip(indices, texts, strict=True):
+            transcripts[index] = text
     return transcripts
 
 

@@ -1,7 +1,11 @@
 """The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer, with PEFT adapters."""
 
+import dataclasses
 import importlib.util
+import json
 import logging
+import re
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +19,8 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
+from hw import runs
 from hw.config import LoraConfig, TrainConfig
 from hw.errors import HwError
 
@@ -64,6 +68,8 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
+        use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
         **precision_flags(train.precision),
         **extra,
     )
@@ -100,6 +106,11 @@ def build_trainer(
     if train.group_by_length and train_dataset is not None:
         batches = LengthGroupedBatches(_lengths(train_dataset), train.per_device_train_batch_size, train.seed)
         trainer._get_train_sampler = lambda train_dataset=None: batches
+    # transformers 5 hands `num_items_in_batch` to every model whose forward takes **kwargs, and then neither
+    # divides the loss by the accumulation steps nor lets DDP's averaging stand (it multiplies by the number of
+    # processes). Only causal-LM losses use that count; classification, QA and Whisper average their own, so
+    # their loss and gradients came out accumulation steps × processes times too large (3.22 for ln 5 = 1.61).
+    trainer.model_accepts_loss_kwargs = _loss_counts_tokens(model)
     # transformers 5 applies `group_by_length` to evaluation batches too, shuffling predictions out of dataset
     # order; tasks pair predictions with their examples (samples.jsonl, QA windows), so evaluate in order.
     trainer._get_eval_sampler = SequentialSampler
@@ -150,6 +161,14 @@ def _lengths(dataset: Any) -> list[int]:
     if columns is None:
         return [len(example["input_ids"]) for example in dataset]
     return list(dataset["length"] if "length" in columns else map(len, dataset["input_ids"]))
+
+
+def _loss_counts_tokens(model: Any) -> bool:
+    """Whether the model's loss divides by the `num_items_in_batch` the Trainer passes: causal LMs' does."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT adapters
+    return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
 
 
 def quantized_loading(quantization: str) -> dict[str, Any]:
@@ -219,14 +238,46 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
-    """Train, continuing from the newest checkpoint in the run directory when resuming."""
+    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones."""
     checkpoint = None
     if resume:
-        checkpoint = (
-            get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
-        )
-        log.info("resuming from %s", checkpoint or "the start (no checkpoint yet)")
+        checkpoints = run_dir / "checkpoints"
+        checkpoint = runs.agreed(last_complete_checkpoint(checkpoints))
+        for directory in _checkpoints(checkpoints):
+            if not _complete(directory) and runs.is_main_process():
+                log.warning(
+                    "deleting %s: its save never finished (no complete trainer_state.json)", directory
+                )
+                shutil.rmtree(directory, ignore_errors=True)
+        log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest `checkpoint-<step>` directory the Trainer finished saving; None when there is none."""
+    return next((str(directory) for directory in _checkpoints(checkpoints) if _complete(directory)), None)
+
+
+def _checkpoints(checkpoints: Path) -> list[Path]:
+    """The Trainer's `checkpoint-<step>` directories, newest first."""
+    found = [path for path in checkpoints.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    return sorted(found, key=lambda path: int(path.name.removeprefix("checkpoint-")), reverse=True)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a
+    checkpoint is complete when that file parses. A save killed earlier leaves weights without it."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def write_trainer_state(trainer: Trainer, run_dir: Path) -> None:
+    """`trainer_state.json` (losses and metrics of every logging step) of the run, written atomically."""
+    state = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
+    runs.write_text(run_dir / "trainer_state.json", state)
 
 
 def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -13,7 +13,7 @@ from hw import runs, sources
 from hw.config import ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
 from hw.tasks.qa_postprocess import QAPredictions, postprocess_qa_predictions
-from hw.training import build_trainer, evaluation_history, parameter_counts, train
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, write_trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
         source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     tokenizer, model, weights = _load_model(cfg, source)
-    features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
+    with runs.main_process_first():  # tokenized once; other processes read the datasets cache
+        features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
     scorer = SquadScorer(splits["eval"], features["eval"], cfg.data)
     trainer = build_trainer(
         model,
@@ -114,7 +115,7 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     final = {"exact_match": metrics["test_exact_match"], "f1": metrics["test_f1"]}
     final["validation_loss"] = metrics["test_loss"]
     _write_answers(run_dir, scorer.latest, splits["eval"])
-    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    write_trainer_state(trainer, run_dir)
     epochs = evaluation_history(trainer.state.log_history)
     runs.write_json(
         run_dir / "metrics.json",

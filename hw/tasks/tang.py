@@ -32,6 +32,7 @@ from hw.training import (
     quantized_loading,
     train,
     with_lora,
+    write_trainer_state,
 )
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def _load_model(cfg: TangConfig) -> tuple[Any, Any, str]:
     shared = {"revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code}
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint if checkpoint and not adapter else base,
-        device_map={"": 0} if torch.cuda.is_available() else None,
+        device_map={"": runs.local_rank()} if torch.cuda.is_available() else None,  # one GPU per process
         **shared,
         **quantized_loading(cfg.quantization),
     )
@@ -372,7 +373,7 @@ def _fine_tune(
     losses = {"training_loss": next(e["train_loss"] for e in trainer.state.log_history if "train_loss" in e)}
     if validation_features:
         losses["validation_loss"] = trainer.evaluate()["eval_loss"]
-    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    write_trainer_state(trainer, run_dir)
     return history, losses
 
 

@@ -10,7 +10,14 @@ from hw import runs, sources, speech
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
-from hw.training import build_trainer, evaluation_history, parameter_counts, train, with_lora
+from hw.training import (
+    build_trainer,
+    evaluation_history,
+    parameter_counts,
+    train,
+    with_lora,
+    write_trainer_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +263,9 @@ def _train(
     evaluated_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
     if cfg.train.eval_strategy != "no" and trainer.state.global_step not in evaluated_steps:
         trainer.evaluate()  # the curve ends where training ends
-    trainer.save_model(str(run_dir / "model"))
-    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
+        trainer.save_model(str(run_dir / "model"))
+    write_trainer_state(trainer, run_dir)
     return str(run_dir / "model"), evaluation_history(trainer.state.log_history), counts
 
 

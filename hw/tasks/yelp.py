@@ -12,7 +12,14 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from hw import runs, sources
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.classification import accuracy
-from hw.training import build_trainer, evaluation_history, parameter_counts, train, with_lora
+from hw.training import (
+    build_trainer,
+    evaluation_history,
+    parameter_counts,
+    train,
+    with_lora,
+    write_trainer_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,8 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
     checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     tokenizer, model, weights = _load_model(cfg, base, checkpoint)
-    features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
+    with runs.main_process_first():  # tokenized once; other processes read the datasets cache
+        features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
     trainer = build_trainer(
         model,
         cfg.train,
@@ -110,7 +118,7 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
         "eval_loss": prediction.metrics["test_loss"],
     }
     runs.write_jsonl(run_dir / "samples.jsonl", _samples(splits["eval"], predicted, cfg.data))
-    trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    write_trainer_state(trainer, run_dir)
     runs.write_json(
         run_dir / "metrics.json",
         {

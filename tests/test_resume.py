@@ -1,0 +1,153 @@
+"""Resume after a crash: a run killed (SIGKILL) after its first checkpoint ends, with --resume, as if never killed."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hw.training import last_complete_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _command(arguments: list[str]) -> list[str]:
+    return [sys.executable, "-m", "hw", *arguments]
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def _run(arguments: list[str], cwd: Path) -> None:
+    result = subprocess.run(
+        _command(arguments), cwd=cwd, env=_environment(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _kill_after_first_checkpoint(arguments: list[str], cwd: Path, checkpoints: Path) -> str:
+    """Start a run, SIGKILL it as soon as a checkpoint is complete; return that checkpoint's name."""
+    process = subprocess.Popen(
+        _command(arguments), cwd=cwd, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while (complete := last_complete_checkpoint(checkpoints)) is None:
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return Path(complete).name
+
+
+def _results(run_dir: Path) -> dict:
+    """Everything a run reports, except the training-loss averages the Trainer restarts at a resume.
+
+    After resuming at step 63 its first logged loss averages steps 64-70 (63 is where logging restarts), where an
+    uninterrupted run's averages 61-70; `train_loss` covers the resumed steps only. The steps themselves are the
+    same: every logged gradient norm and learning rate must match.
+    """
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    return {
+        "final": metrics["final"],
+        "epochs": [
+            {key: value for key, value in row.items() if key != "training_loss"} for row in metrics["epochs"]
+        ],
+        "data": metrics["data"],
+        "model": metrics["model"],
+        "samples": (run_dir / "samples.jsonl").read_text(),
+        "steps": [
+            (entry["step"], entry["grad_norm"], entry["learning_rate"])
+            for entry in history
+            if "loss" in entry
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["yelp", "--tiny"], ["yelp", "--variant", "imdb-lora", "--tiny"]],
+    ids=["full-fine-tuning", "lora-adapter"],
+)
+def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
+    arguments: list[str], tmp_path: Path
+) -> None:
+    _run([*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"], tmp_path)
+    crashed = tmp_path / "crashed"
+    run = [*arguments, "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
+    first = _kill_after_first_checkpoint(run, tmp_path, crashed / "checkpoints")
+
+    # Nothing of the killed run passes for a result: no metrics, no report, no state file outside checkpoints.
+    assert not (crashed / "metrics.json").exists() and not (crashed / "trainer_state.json").exists()
+    assert not (tmp_path / "reports-crashed" / "fragments").exists()
+    # What a kill in the middle of a save, and of an atomic write, would have left.
+    step = int(first.removeprefix("checkpoint-"))
+    half_written = crashed / "checkpoints" / f"checkpoint-{step + 1000}"
+    shutil.copytree(crashed / "checkpoints" / first, half_written)
+    (half_written / "trainer_state.json").write_text('{"global_step": ')
+    (crashed / ".metrics.json.k1ll3d.partial").write_text('{"final": ')
+
+    _run([*run, "--resume"], tmp_path)
+    assert f"resuming from {Path('crashed', 'checkpoints', first)}\n" in (crashed / "run.log").read_text()
+    assert not half_written.exists()
+    assert not list(crashed.rglob("*.partial"))
+    assert _results(crashed) == _results(tmp_path / "whole")
+    assert (tmp_path / "reports-crashed" / "fragments").is_dir()
+
+
+def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
+    """`checkpoint-<step>` folders with weights and, unless None, this text as their trainer_state.json."""
+    for step, state in states.items():
+        (root / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (root / "checkpoints" / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (root / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (root / "checkpoints" / "checkpoint-99.old").mkdir()  # not the Trainer's: never chosen, never deleted
+    return root / "checkpoints"
+
+
+class _RecordingTrainer:
+    def train(self, resume_from_checkpoint: str | None) -> None:
+        self.resumed_from = resume_from_checkpoint
+
+
+def test_resume_takes_the_newest_checkpoint_with_a_complete_state_and_deletes_half_written_ones(
+    tmp_path: Path,
+) -> None:
+    checkpoints = _checkpoints(tmp_path, {5: "{}", 10: "{}", 15: '{"log_history": [', 20: None})
+    assert last_complete_checkpoint(checkpoints) == str(checkpoints / "checkpoint-10")
+    trainer = _RecordingTrainer()
+    train(trainer, tmp_path, resume=True)
+    assert trainer.resumed_from == str(checkpoints / "checkpoint-10")
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        "checkpoint-10",
+        "checkpoint-5",
+        "checkpoint-99.old",
+    ]
+
+
+def test_resume_without_a_complete_checkpoint_trains_from_the_start(tmp_path: Path) -> None:
+    checkpoints = _checkpoints(tmp_path, {3: None})
+    trainer = _RecordingTrainer()
+    train(trainer, tmp_path, resume=True)
+    assert trainer.resumed_from is None
+    assert [path.name for path in checkpoints.iterdir()] == ["checkpoint-99.old"]
+
+
+def test_without_resume_checkpoints_are_neither_read_nor_deleted(tmp_path: Path) -> None:
+    checkpoints = _checkpoints(tmp_path, {3: None, 4: "{}"})
+    trainer = _RecordingTrainer()
+    train(trainer, tmp_path, resume=False)
+    assert trainer.resumed_from is None
+    assert len(list(checkpoints.iterdir())) == 3
