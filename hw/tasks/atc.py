@@ -234,6 +234,11 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
 
 def _preflight(cfg: AtcConfig) -> str | None:
     """Fail before any stage runs on a dataset or corrector checkpoint that is missing; return the latter resolved."""
+    if runs.world_size() > 1:  # stages are built and renamed into place by one process; not yet shared out
+        raise HwError(
+            f"hw atc runs in one process, but this launch has {runs.world_size()}; "
+            "start it without torchrun / accelerate launch"
+        )
     checkpoint = cfg.corrector.checkpoint
     if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
         raise HwError(

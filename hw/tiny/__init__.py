@@ -57,7 +57,7 @@ def materialize(name_or_path: str) -> str:
 
 
 # Bump when a builder changes what it writes, so caches from an older hw are not reused.
-VERSION = 9
+VERSION = 10
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:

@@ -7,7 +7,7 @@ seconds on a CPU while an untrained one sits at chance.
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 SENTIMENT_WORDS = [  # index = label (0 = one star ... 4 = five stars)
@@ -142,9 +142,11 @@ def corpus() -> Iterator[str]:
 
 def build_encoder(directory: Path, architecture: str, cased: bool) -> None:
     """A tiny random BERT (`bert`) or DistilBERT (`distilbert`) with a WordPiece tokenizer trained here."""
+    import torch
     import transformers
 
     tokenizer = wordpiece_tokenizer(corpus(), cased=cased)
+    torch.manual_seed(0)  # with the listed vocabulary: the same tiny base on every machine
     size = {
         "vocab_size": len(tokenizer),
         "max_position_embeddings": 512,
@@ -217,20 +219,31 @@ def _pretrained_on_star_ratings(config, tokenizer):
     return rater.distilbert
 
 
-def wordpiece_tokenizer(texts: Iterator[str], cased: bool, vocab_size: int = 600):
-    """A BERT-style WordPiece tokenizer ([CLS] text [SEP]) trained on `texts` by the `tokenizers` library."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def wordpiece_tokenizer(texts: Iterable[str], cased: bool):
+    """A BERT-style WordPiece tokenizer ([CLS] text [SEP]) whose vocabulary is every word of `texts`, in a fixed order.
+
+    The vocabulary is listed, not trained: the `tokenizers` trainer breaks frequency ties in a random order, so
+    two builds got different vocabularies and the tiny models learned differently on every machine. Each word's
+    characters (alone and as `##` continuations) spell words it has not seen.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
+    normalizer = normalizers.BertNormalizer(lowercase=not cased)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = {
+        word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    }
+    characters = sorted({character for word in words for character in word})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=not cased)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    vocabulary = specials + sorted(words | set(characters)) + [f"##{character}" for character in characters]
+    tokenizer = Tokenizer(
+        models.WordPiece({token: index for index, token in enumerate(vocabulary)}, unk_token="[UNK]")
     )
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    cls, sep = vocabulary.index("[CLS]"), vocabulary.index("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",

@@ -113,31 +113,8 @@ def encoder_config(tokenizer):
 
 
 def tokenizer():
-    """An uncased BERT-style WordPiece tokenizer whose vocabulary is every word of the corpus, in a fixed order.
-
-    `wordpiece_tokenizer` gives the normalizer, pre-tokenizer and [CLS]/[SEP] template; its trained vocabulary
-    is replaced because the `tokenizers` trainer breaks frequency ties in a random order, so two builds got
-    different vocabularies and the tiny base learned differently on every machine.
-    """
-    from tokenizers import models
-
-    built = wordpiece_tokenizer(corpus(), cased=False)
-    backend = built.backend_tokenizer
-    words = {
-        word
-        for text in corpus()
-        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
-    }
-    characters = sorted({character for word in words for character in word})
-    specials = sorted(built.all_special_ids)
-    vocabulary = [
-        built.convert_ids_to_tokens(index) for index in specials
-    ]  # ids 0-4, as the template expects
-    vocabulary += sorted(words | set(characters)) + [f"##{character}" for character in characters]
-    backend.model = models.WordPiece(
-        {token: index for index, token in enumerate(vocabulary)}, unk_token="[UNK]"
-    )
-    return built
+    """An uncased BERT-style WordPiece tokenizer whose vocabulary is every word of the corpus."""
+    return wordpiece_tokenizer(corpus(), cased=False)
 
 
 def build_encoder(directory: Path) -> None:

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from hw import config
 from hw.cli import app
+from hw.errors import HwError
 from hw.tasks import atc
 from tests.shared_data import SHARED_DATA
 
@@ -178,3 +179,10 @@ def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utteran
                       "--normalize", "atc", "--json"])  # fmt: skip
     result = json.loads(output)
     assert (round(result["wer"], 4), round(result["mean_utterance_wer"], 4)) == (corpus, mean_utterance)
+
+
+def test_a_distributed_launch_is_refused_before_any_stage(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = config.load(atc.AtcConfig, "atc", run={"tiny": True})
+    with pytest.raises(HwError, match=r"hw atc runs in one process, but this launch has 2; start it without"):
+        atc._preflight(cfg)
