@@ -427,7 +427,7 @@ CASES = [
     Case(
         "smoke-unknown-homework",
         ["smoke", "--homework", "cooking"],
-        r"--homework 'cooking' is not a homework; choose from: yelp, qa, whisper, tang",
+        r"--homework 'cooking' is not a homework; choose from: yelp, qa, whisper, atc, tang",
     ),
     Case(
         "smoke-workdir-under-a-file",

@@ -4,10 +4,11 @@ A config names them as `tiny:NAME` (`model.name_or_path: tiny:bert-cased`, `data
 `materialize` turns the name into a local directory that the real loading code then reads unchanged.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def build_once(name: str, build: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        build(staging)
+        with _without_progress_bars():
+            build(staging)
         staging.rename(target)
     except OSError:
         if not target.is_dir():  # another process may have finished the same build first
@@ -41,6 +43,24 @@ def build_once(name: str, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """A tiny asset builds in seconds: its save/map progress bars would only bury the run's first log lines."""
+    import datasets
+    from transformers.utils import logging
+
+    shown = (logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
+    logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown[0]:
+            logging.enable_progress_bar()
+        if shown[1]:
+            datasets.enable_progress_bars()
 
 
 def materialize(name_or_path: str) -> str:
