@@ -17,7 +17,9 @@ import soundfile
 import torch
 
 from hw import audio, runs, sources
+from hw.config import TrainConfig
 from hw.errors import HwError
+from hw.training import build_trainer, train
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,39 @@ class Decoding:
     """Clips per `generate` call."""
     max_new_tokens: int = 128
     """Tokens generated at most per clip, after the four prefix tokens."""
+
+
+def fine_tune(
+    model: Any,
+    processor: Any,
+    features: dict[str, Any],
+    train_config: TrainConfig,
+    output_dir: Path,
+    resume: bool,
+) -> Any:
+    """Train Whisper (in full or with adapters) on `features["train"]`, validating on `features["validation"]`.
+
+    The last step is always evaluated, so the loss curve ends where training ends. Returns the trainer.
+    """
+    columns = ["input_features", "labels"]
+    trainer = build_trainer(
+        model,
+        train_config,
+        output_dir,
+        train_dataset=features["train"].with_format("numpy", columns=columns),
+        eval_dataset=features["validation"].with_format("numpy", columns=columns),
+        data_collator=SpeechCollator(model.config.decoder_start_token_id),
+        processing_class=processor,
+        seq2seq=True,
+        # PEFT + a custom collator: keep the columns the collator reads and name the label column.
+        remove_unused_columns=False,
+        label_names=["labels"],
+    )
+    train(trainer, output_dir, resume)
+    evaluated_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    if train_config.eval_strategy != "no" and trainer.state.global_step not in evaluated_steps:
+        trainer.evaluate()
+    return trainer
 
 
 def duration_batches(durations: Sequence[float], batch_size: int) -> list[list[int]]:

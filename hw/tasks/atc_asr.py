@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from hw import runs, sources, speech
 from hw.atc_text import normalize, words_to_digits
 from hw.errors import HwError
-from hw.training import build_trainer, evaluation_history, parameter_counts, train, with_lora
+from hw.training import evaluation_history, parameter_counts, with_lora, write_trainer_state
 
 if TYPE_CHECKING:  # the config lives with the task's entry point, which imports this module
     from hw.tasks.atc import AtcConfig
@@ -83,25 +83,10 @@ def train_asr(cfg: "AtcConfig", folder: Path) -> None:
     model.config.use_cache = False  # the cache only serves generation
     if cfg.lora is not None:
         model = with_lora(model, cfg.lora, task_type=None)
-    columns = ["input_features", "labels"]
-    trainer = build_trainer(
-        model,
-        cfg.train,
-        folder,
-        train_dataset=features["train"].with_format("numpy", columns=columns),
-        eval_dataset=features["validation"].with_format("numpy", columns=columns),
-        data_collator=speech.SpeechCollator(model.config.decoder_start_token_id),
-        processing_class=processor,
-        seq2seq=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
-    )
-    train(trainer, folder, cfg.run.resume)
-    if cfg.train.eval_strategy != "no":
-        trainer.evaluate()  # the curve ends where training ends
+    trainer = speech.fine_tune(model, processor, features, cfg.train, folder, cfg.run.resume)
     trainer.save_model(str(folder / "model"))
     processor.save_pretrained(str(folder / "model"))
-    trainer.state.save_to_json(str(folder / "trainer_state.json"))
+    write_trainer_state(trainer, folder)
     history = {"epochs": evaluation_history(trainer.state.log_history), "model": parameter_counts(model)}
     runs.write_json(folder / "history.json", {**history, "clips": counts})
     _drop_checkpoints(folder)

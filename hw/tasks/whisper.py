@@ -11,10 +11,8 @@ from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainCo
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.training import (
-    build_trainer,
     evaluation_history,
     parameter_counts,
-    train,
     with_lora,
     write_trainer_state,
 )
@@ -245,24 +243,7 @@ def _train(
         f"{counts['trainable_parameters']:,}",
         f"{counts['total_parameters']:,}",
     )
-    columns = ["input_features", "labels"]
-    trainer = build_trainer(
-        model,
-        cfg.train,
-        run_dir,
-        train_dataset=features["train"].with_format("numpy", columns=columns),
-        eval_dataset=features["validation"].with_format("numpy", columns=columns),
-        data_collator=speech.SpeechCollator(model.config.decoder_start_token_id),
-        processing_class=processor,
-        seq2seq=True,
-        # PEFT + a custom collator: keep the columns the collator reads and name the label column.
-        remove_unused_columns=False,
-        label_names=["labels"],
-    )
-    train(trainer, run_dir, cfg.run.resume)
-    evaluated_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
-    if cfg.train.eval_strategy != "no" and trainer.state.global_step not in evaluated_steps:
-        trainer.evaluate()  # the curve ends where training ends
+    trainer = speech.fine_tune(model, processor, features, cfg.train, run_dir, cfg.run.resume)
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
     write_trainer_state(trainer, run_dir)
