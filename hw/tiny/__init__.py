@@ -5,6 +5,7 @@ A config names them as `tiny:NAME` (`model.name_or_path: tiny:bert-cased`, `data
 """
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -34,7 +35,7 @@ def build_once(name: str, build: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        with _without_progress_bars():
+        with _quietly():
             build(staging)
         staging.rename(target)
     except OSError:
@@ -46,8 +47,12 @@ def build_once(name: str, build: Callable[[Path], None]) -> Path:
 
 
 @contextlib.contextmanager
-def _without_progress_bars() -> Iterator[None]:
-    """A tiny asset builds in seconds: its save/map progress bars would only bury the run's first log lines."""
+def _quietly() -> Iterator[None]:
+    """Build without progress bars and with stdout (where the Trainer prints its loss dicts) set aside.
+
+    A tiny asset builds in seconds: that output would only bury the run's first lines and the command's own
+    output. The builders' log lines still reach the console and run.log.
+    """
     import datasets
     from transformers.utils import logging
 
@@ -55,7 +60,8 @@ def _without_progress_bars() -> Iterator[None]:
     logging.disable_progress_bar()
     datasets.disable_progress_bars()
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         if shown[0]:
             logging.enable_progress_bar()
