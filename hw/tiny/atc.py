@@ -15,6 +15,7 @@ import numpy as np
 
 from hw.generation import ATC_BASE_PROMPT, ATC_FINE_TUNED_PROMPT, ATC_RAG_PROMPT, raw_format, tokenize_example
 from hw.tiny import whisper as tiny_whisper
+from hw.tiny.causal_lm import pretrained_llama
 
 AIRLINES = ("lufthansa", "speedbird", "swiss")
 LETTERS = (
@@ -119,42 +120,16 @@ def build_tokenizer():
 
 
 def build_corrector(directory: Path) -> None:
-    """Pretrain the tiny corrector base with the Hugging Face Trainer and save it with its tokenizer."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = build_tokenizer()
-    torch.manual_seed(0)
-    # 4 layers × (4·64² attention + 3·64·256 MLP) ≈ 262k, plus ~150 × 64 tied embeddings ≈ 10k
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    """The tiny corrector base: ATC phrases copied through the fine-tuning prompt, pretrained and saved."""
+    pretrained_llama(
+        directory,
+        build_tokenizer(),
+        pretraining_examples,
+        max_positions=512,
+        epochs=PRETRAIN_EPOCHS,
+        batch_size=PRETRAIN_BATCH_SIZE,
+        learning_rate=PRETRAIN_LEARNING_RATE,
     )
-    model = LlamaForCausalLM(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # 64-wide matrices: a second thread gains little and loses much on a busy machine
-    try:
-        _pretrain(model, tokenizer)
-    finally:
-        torch.set_num_threads(threads)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
 
 
 def pretraining_examples(tokenizer) -> list[dict[str, list[int]]]:
@@ -176,31 +151,6 @@ def pretraining_examples(tokenizer) -> list[dict[str, list[int]]]:
         answer = BASE_ANSWER.format(hypothesis=phrase)
         examples.append(tokenize_example(tokenizer, prompt, answer + tokenizer.eos_token))
     return examples
-
-
-def _pretrain(model, tokenizer) -> None:
-    import tempfile
-
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-
-    with tempfile.TemporaryDirectory() as scratch:
-        arguments = TrainingArguments(
-            output_dir=scratch,
-            per_device_train_batch_size=PRETRAIN_BATCH_SIZE,
-            num_train_epochs=PRETRAIN_EPOCHS,
-            learning_rate=PRETRAIN_LEARNING_RATE,
-            lr_scheduler_type="cosine",
-            warmup_steps=20,
-            save_strategy="no",
-            logging_steps=50,
-            report_to=[],
-            use_cpu=True,
-            seed=0,
-            disable_tqdm=True,
-        )
-        collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
-        examples = pretraining_examples(tokenizer)
-        Trainer(model=model, args=arguments, train_dataset=examples, data_collator=collator).train()
 
 
 def build_dataset(directory: Path, corpus: str) -> None:
