@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hw.cli import HOMEWORKS, app
+from tests.invoking import one_line_error
 
 runner = CliRunner()
 
@@ -43,40 +44,26 @@ def test_help_imports_no_machine_learning_library() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _one_line_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0]
-
-
 def test_missing_local_model_path(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _one_line_error(["yelp", "--tiny", "--set", "model.name_or_path=./no/such/model"])
+    line = one_line_error(["yelp", "--tiny", "--set", "model.name_or_path=./no/such/model"])
     assert line == (
-        "hw: error: model.name_or_path: './no/such/model' does not exist; give a directory saved with save_pretrained"
+        "model.name_or_path: './no/such/model' does not exist; give a directory saved with save_pretrained"
     )
 
 
 def test_unresolvable_hub_id_offline(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _one_line_error(["yelp", "--set", "model.name_or_path=nobody/no-such-model"])
-    assert line.startswith(
-        "hw: error: model 'nobody/no-such-model' could not be loaded from the Hugging Face Hub ("
-    )
+    line = one_line_error(["yelp", "--set", "model.name_or_path=nobody/no-such-model"])
+    assert line.startswith("model 'nobody/no-such-model' could not be loaded from the Hugging Face Hub (")
     assert "hf download nobody/no-such-model --local-dir DIR" in line
     assert not (tmp_path / "reports").exists(), "a failed run writes no report"
 
 
 def test_unresolvable_hub_dataset_offline(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _one_line_error(["yelp", "--tiny", "--set", "data.dataset=nobody/no-such-data"])
-    assert line.startswith(
-        "hw: error: dataset 'nobody/no-such-data' could not be loaded from the Hugging Face Hub ("
-    )
+    line = one_line_error(["yelp", "--tiny", "--set", "data.dataset=nobody/no-such-data"])
+    assert line.startswith("dataset 'nobody/no-such-data' could not be loaded from the Hugging Face Hub (")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +88,7 @@ def test_unresolvable_hub_dataset_offline(tmp_path, monkeypatch) -> None:
 )
 def test_bad_input_is_one_line(args, message, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert message in _one_line_error(args)
+    assert message in one_line_error(args)
 
 
 def test_finished_run_directory_is_never_overwritten(tmp_path, monkeypatch) -> None:
@@ -109,6 +96,6 @@ def test_finished_run_directory_is_never_overwritten(tmp_path, monkeypatch) -> N
     finished = tmp_path / "done"
     finished.mkdir()
     (finished / "metrics.json").write_text('{"final": {"accuracy": 0.9}}')
-    line = _one_line_error(["yelp", "--tiny", "--output-dir", str(finished)])
+    line = one_line_error(["yelp", "--tiny", "--output-dir", str(finished)])
     assert "already holds a finished run" in line
     assert (finished / "metrics.json").read_text() == '{"final": {"accuracy": 0.9}}'

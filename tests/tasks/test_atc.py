@@ -5,30 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from hw import config
-from hw.cli import app
 from hw.errors import HwError
 from hw.tasks import atc
+from tests.invoking import invoke, one_line_error
 from tests.shared_data import SHARED_DATA
 
-runner = CliRunner()
 HOMEWORK_FILE = SHARED_DATA / "atc" / "homework_transcripts" / "atco2_test_whisper_small_llama2_base.csv"
-
-
-def _invoke(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
-
-
-def _one_line_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0].removeprefix("hw: error: ")
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -47,9 +31,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """One full tiny run, then the same run again with --resume; the stage marks after the first."""
     work = tmp_path_factory.mktemp("atc")
     run_dir = work / "run"
-    _invoke(["atc", "--tiny", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")])
+    invoke(["atc", "--tiny", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")])
     first = _stage_marks(run_dir)
-    _invoke(
+    invoke(
         ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")]
     )
     return run_dir, first
@@ -80,10 +64,10 @@ def test_second_run_reads_every_stage_back(tiny_run) -> None:
 def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp_path) -> None:
     run_dir, first = tiny_run
     common = ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)]
-    _invoke([*common, "--stage", "pairs"])
+    invoke([*common, "--stage", "pairs"])
     marks = _stage_marks(run_dir)
     assert [name for name in atc.STAGES if marks[name] != first[name]] == ["pairs"]
-    _invoke([*common, "--from-stage", "correct"])
+    invoke([*common, "--from-stage", "correct"])
     latest = _stage_marks(run_dir)
     assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
 
@@ -115,13 +99,13 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
     datasets.DatasetDict(
         {"train": datasets.Dataset.from_dict({"audio": ["a.wav"], "sentence": ["x"]})}
     ).save_to_disk(str(folder))
-    message = _one_line_error(["atc", "--tiny", "--set", f"data.dataset={folder}"])
+    message = one_line_error(["atc", "--tiny", "--set", f"data.dataset={folder}"])
     assert message.startswith(f"dataset '{folder}' lacks column(s) text (it has: audio, sentence)")
-    assert _one_line_error(["atc", "--tiny", "--stage", "nonsense"]) == (
+    assert one_line_error(["atc", "--tiny", "--stage", "nonsense"]) == (
         "invalid configuration: stages.only: 'nonsense' is not a stage; choose one of: "
         + ", ".join(atc.STAGES)
     )
-    assert _one_line_error(["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"]).startswith(
+    assert one_line_error(["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"]).startswith(
         "corrector.checkpoint '/no/such/adapter' does not exist; give a saved corrector adapter"
     )
 
@@ -155,7 +139,7 @@ def test_packaged_config_loads_with_the_course_defaults() -> None:
     ],
 )
 def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utterance, corpus) -> None:
-    output = _invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
+    output = invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
                       "--normalize", normalize, "--json"])  # fmt: skip
     result = json.loads(output)
     assert result["utterances"] == 870
@@ -175,7 +159,7 @@ def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utter
     ],
 )
 def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utterance) -> None:
-    output = _invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
+    output = invoke(["score", "asr", str(HOMEWORK_FILE), "--hyp-col", column, "--ref-col", "correct_text",
                       "--normalize", "atc", "--json"])  # fmt: skip
     result = json.loads(output)
     assert (round(result["wer"], 4), round(result["mean_utterance_wer"], 4)) == (corpus, mean_utterance)

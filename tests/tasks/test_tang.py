@@ -5,17 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from hw import config
-from hw.cli import app
 from hw.generation import IGNORE_INDEX, TANG_FORMAT
 from hw.metrics.poem import score_poems
 from hw.tasks import tang
 from hw.tiny.causal_lm import build_tokenizer
+from tests.invoking import invoke, one_line_error
 from tests.shared_data import SHARED_DATA
-
-runner = CliRunner()
 
 
 def _tang_data() -> Path:
@@ -35,14 +32,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _invoke(args: list[str]) -> None:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-
-
 def _tang(workdir: Path, name: str, *extra: str) -> Path:
     """`hw tang --tiny` into `workdir/name`; returns the run directory."""
-    _invoke(
+    invoke(
         [
             "tang",
             "--tiny",
@@ -257,14 +249,6 @@ def test_tiny_run_on_the_real_files_maps_unknown_characters_to_unk(tmp_path: Pat
 # --- user errors: one line, exit code 2 ---
 
 
-def _one_line_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0]
-
-
 def _course_files(directory: Path, train: object, test: str | None = None) -> Path:
     directory.mkdir()
     item = {
@@ -284,9 +268,9 @@ def test_training_item_missing_output_is_named_by_index(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     good = {"instruction": "x", "input": "山水風雲月，花江天雪松。", "output": "竹梅鶴雁舟，橋城樓門柳。"}
     data = _course_files(tmp_path / "data", [good, {"instruction": "x", "input": "山"}])
-    line = _one_line_error(["tang", "--tiny", "--data", str(data)])
+    line = one_line_error(["tang", "--tiny", "--data", str(data)])
     assert line == (
-        f"hw: error: '{data / 'Tang_training_data.json'}' item 1 lacks 'output' (it has: instruction, input); "
+        f"'{data / 'Tang_training_data.json'}' item 1 lacks 'output' (it has: instruction, input); "
         "every item needs instruction, input, output"
     )
 
@@ -294,17 +278,17 @@ def test_training_item_missing_output_is_named_by_index(tmp_path: Path, monkeypa
 def test_a_test_file_that_is_not_json(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     data = _course_files(tmp_path / "data", [], test="1. 山水風雲月")
-    line = _one_line_error(["tang", "--tiny", "--data", str(data)])
+    line = one_line_error(["tang", "--tiny", "--data", str(data)])
     assert line == (
-        f"hw: error: '{data / 'Tang_testing_data.json'}' is not a UTF-8 JSON file (Extra data: line 1 column 2 "
+        f"'{data / 'Tang_testing_data.json'}' is not a UTF-8 JSON file (Extra data: line 1 column 2 "
         "(char 1)); give the course's JSON list of {instruction, input} items"
     )
 
 
 def test_real_config_without_data_says_where_the_files_come_from(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _one_line_error(["tang"]) == (
-        "hw: error: hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR "
+    assert one_line_error(["tang"]) == (
+        "hw tang needs the course's poem files, which are not on the Hugging Face Hub: pass --data DIR "
         "(the folder holding Tang_training_data.json, Tang_testing_data.json and optionally Tang_testing_gt.txt) "
         "or name each file: --set data.train_file=FILE --set data.test_file=FILE; --tiny runs on synthetic poems"
     )
@@ -326,13 +310,13 @@ def test_real_config_without_data_says_where_the_files_come_from(tmp_path: Path,
 )  # fmt: skip
 def test_bad_settings_are_one_line(flags: list[str], expected: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _one_line_error(["tang", "--tiny", *flags]) == f"hw: error: invalid configuration: {expected}"
+    assert one_line_error(["tang", "--tiny", *flags]) == f"invalid configuration: {expected}"
 
 
 def test_sweep_needs_setting_and_values(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _one_line_error(["tang", "--tiny", "--sweep", "temperature"]) == (
-        "hw: error: --sweep expects SETTING=V1,V2,..., got 'temperature'; e.g. --sweep temperature=0.1,0.7,1.2"
+    assert one_line_error(["tang", "--tiny", "--sweep", "temperature"]) == (
+        "--sweep expects SETTING=V1,V2,..., got 'temperature'; e.g. --sweep temperature=0.1,0.7,1.2"
     )
 
 

@@ -5,28 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from hw import config
-from hw.cli import app
 from hw.tasks import whisper
+from tests.invoking import invoke, one_line_error
 from tests.test_speech import write_audiofolder, write_commonvoice
-
-runner = CliRunner()
-
-
-def _invoke(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
-
-
-def _one_line_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hw: error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0].removeprefix("hw: error: ")
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -36,7 +19,7 @@ def _metrics(run_dir: Path) -> dict:
 def _whisper(work: Path, name: str, *args: str) -> dict:
     """One `hw whisper --tiny` run into `work/name`, its report into `work/reports-name`; its metrics."""
     reports = work / f"reports-{name}"
-    _invoke(["whisper", "--tiny", *args, "--output-dir", str(work / name), "--reports-dir", str(reports)])
+    invoke(["whisper", "--tiny", *args, "--output-dir", str(work / name), "--reports-dir", str(reports)])
     return _metrics(work / name)
 
 
@@ -177,7 +160,7 @@ def test_corrupt_and_overlong_clips_are_skipped_and_counted(tmp_path: Path) -> N
 
 
 def test_unsupported_language_lists_the_supported_ones() -> None:
-    assert _one_line_error(["whisper", "--lang", "de", "--tiny"]) == (
+    assert one_line_error(["whisper", "--lang", "de", "--tiny"]) == (
         "--lang 'de' is not supported by hw whisper; choose one of: fr, zh"
     )
 
@@ -186,7 +169,7 @@ def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cv").mkdir()
     (tmp_path / "cv" / "test.tsv").write_text("client_id\tclip\nx\ta.mp3\n", encoding="utf-8")
-    line = _one_line_error(
+    line = one_line_error(
         ["whisper", "--lang", "fr", "--tiny", "--eval-only", "--set", f"data.dataset={tmp_path / 'cv'}"]
     )
     assert (
@@ -197,18 +180,14 @@ def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: 
 
 def test_missing_checkpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _one_line_error(
-        ["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", "no/such/run"]
-    )
+    line = one_line_error(["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", "no/such/run"])
     assert line == "--checkpoint 'no/such/run' does not exist; give a saved model, adapter or run directory"
 
 
 def test_score_asr_prints_one_json_object(tmp_path: Path) -> None:
     path = tmp_path / "transcripts.csv"
     path.write_text('hyp,ref\nle chien noir,"Le chat, noir"\nbonjour,bonjour\n', encoding="utf-8")
-    result = json.loads(
-        _invoke(["score", "asr", str(path), "--hyp-col", "hyp", "--ref-col", "ref", "--json"])
-    )
+    result = json.loads(invoke(["score", "asr", str(path), "--hyp-col", "hyp", "--ref-col", "ref", "--json"]))
     # basic: "le chat noir" vs "le chien noir" is 1 of 4 reference words; chat → chien is 3 of 19 characters
     # (a→i, t→e, +n; "le chat noir" 12 + "bonjour" 7).
     assert result["wer"] == 0.25 and result["cer"] == pytest.approx(3 / 19)
@@ -220,7 +199,7 @@ def test_score_asr_prints_one_json_object(tmp_path: Path) -> None:
 def test_score_asr_zh_with_opencc_and_text_output(tmp_path: Path) -> None:
     path = tmp_path / "zh.jsonl"
     path.write_text('{"hypothesis": "說話", "reference": "说话。"}\n', encoding="utf-8")
-    output = _invoke(["score", "asr", str(path), "--normalize", "zh", "--zh-convert", "t2s"])
+    output = invoke(["score", "asr", str(path), "--normalize", "zh", "--zh-convert", "t2s"])
     assert output.startswith("1 utterances, normalizer zh: WER 0.0000") and "CER 0.0000" in output
 
 
@@ -228,6 +207,6 @@ def test_score_asr_missing_column_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,b\nx,y\n", encoding="utf-8")
     assert (
-        _one_line_error(["score", "asr", str(path)])
+        one_line_error(["score", "asr", str(path)])
         == f"{path}: no column 'hypothesis' (--hyp-col); available: a, b"
     )
