@@ -212,13 +212,17 @@ def quantized_loading(quantization: str) -> dict[str, Any]:
 def with_lora(model: Any, lora: LoraConfig, task_type: str) -> Any:
     """Wrap a model with PEFT LoRA adapters; everything else is frozen except `modules_to_save`.
 
-    A model loaded in 4 or 8 bits is first prepared for k-bit training (norms in fp32, input gradients
-    and activation checkpointing on), as QLoRA does.
+    A model loaded in 4 or 8 bits is first prepared for k-bit training (norms in fp32, activation
+    checkpointing on), as QLoRA does. Checkpointing is non-reentrant: peft turns no kwargs into `{}`, which torch
+    reads as reentrant, and reentrant checkpointing fails under DDP with find_unused_parameters, which the
+    Trainer sets for any PEFT model ("Expected to mark a variable ready only once", peft issue #313).
     """
     import peft
 
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = peft.prepare_model_for_kbit_training(model)
+        model = peft.prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     adapter = peft.LoraConfig(
         task_type=task_type,
         r=lora.r,
@@ -232,9 +236,17 @@ def with_lora(model: Any, lora: LoraConfig, task_type: str) -> Any:
 
 def parameter_counts(model: Any) -> dict[str, int]:
     """Trainable and total parameters (a module kept in full by PEFT counts once)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(_weights(p) for p in model.parameters() if p.requires_grad)
+    total = sum(_weights(p) for p in model.parameters())
     return {"trainable_parameters": trainable, "total_parameters": total}
+
+
+def _weights(parameter: Any) -> int:
+    """The weights a parameter holds: bitsandbytes packs 4-bit weights two to a byte of its storage type
+    (peft's `get_nb_trainable_parameters` counts them the same way)."""
+    if type(parameter).__name__ == "Params4bit":
+        return parameter.numel() * 2 * parameter.element_size()
+    return parameter.numel()
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:

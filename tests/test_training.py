@@ -5,10 +5,11 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from hw.config import LoraConfig, TrainConfig
-from hw.training import LengthGroupedBatches, build_trainer, with_lora
+from hw.training import LengthGroupedBatches, build_trainer, parameter_counts, with_lora
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -92,3 +93,12 @@ def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -
     if adapted:
         model = with_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
     assert _trainer(model, tmp_path).model_accepts_loss_kwargs is True
+
+
+def test_a_4bit_weight_counts_two_weights_per_byte() -> None:
+    class Params4bit(torch.nn.Parameter):  # bitsandbytes' packed weight, recognised by its class name
+        pass
+
+    model = torch.nn.Linear(8, 4)  # 32 weights + 4 biases
+    model.weight = Params4bit(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)
+    assert parameter_counts(model) == {"trainable_parameters": 4, "total_parameters": 36}

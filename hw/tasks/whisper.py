@@ -231,11 +231,6 @@ def _train(
     model = speech.load_whisper(source, cfg.model.revision, load_in_8bit=cfg.load_in_8bit)
     speech.set_language(model, cfg.language, cfg.task)
     model.config.use_cache = False  # the cache only serves generation; training recomputes everything
-    if getattr(model, "is_loaded_in_8bit", False):
-        from peft import prepare_model_for_kbit_training
-
-        # Non-reentrant checkpointing lets gradients reach the encoder's adapters without input hooks.
-        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
     model = with_lora(model, cfg.lora, task_type=None)
     counts = parameter_counts(model)
     log.info(
