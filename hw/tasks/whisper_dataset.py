@@ -54,9 +54,10 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
         Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`.
     """
     check(media, options)
-    out.mkdir(parents=True, exist_ok=True)
     done = _done(out / LOG_NAME)
     pending = [path for path in media if _key(path) not in done]
+    _check_names(pending, done)
+    out.mkdir(parents=True, exist_ok=True)
     counts = {
         "processed": 0,
         "already_done": len(media) - len(pending),
@@ -125,6 +126,18 @@ def check(media: list[Path], options: DatasetOptions) -> None:
         raise HwError(
             f"--opencc {options.opencc!r} is not an OpenCC conversion; allowed: {', '.join(asr.ZH_CONVERSIONS)}"
         )
+
+
+def _check_names(pending: list[Path], done: set[str]) -> None:
+    """Clips are named after their medium's file name: two media sharing one would overwrite each other's clips."""
+    owners: dict[str, str] = {Path(key).stem: key for key in done}
+    for path in pending:
+        other = owners.setdefault(path.stem, _key(path))
+        if other != _key(path):
+            raise HwError(
+                f"{path} and {other} share the name {path.stem!r}, and clips are named after it "
+                f"({path.stem}_START_END.wav): rename one of them, or build into another --out"
+            )
 
 
 def _key(path: Path) -> str:

@@ -141,3 +141,27 @@ def test_bad_settings_are_one_line(tmp_path: Path, extra: list[str], message: st
         app, ["whisper-dataset", str(tmp_path / "a.wav"), "--out", str(tmp_path / "o"), *OPTIONS, *extra]
     )
     assert result.exit_code == 2 and result.stderr.startswith(f"hw: error: {message}"), result.stderr
+
+
+def test_two_media_with_one_name_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        soundfile.write(tmp_path / folder / "talk.wav", np.zeros(16000, np.float32), 16000)
+    result = runner.invoke(app, ["whisper-dataset", str(tmp_path / "a" / "talk.wav"),
+                                 str(tmp_path / "b" / "talk.wav"), "--out", str(tmp_path / "o"), *OPTIONS])  # fmt: skip
+    assert result.exit_code == 2 and result.stderr == (
+        f"hw: error: {tmp_path / 'b' / 'talk.wav'} and {tmp_path / 'a' / 'talk.wav'} share the name 'talk', and "
+        "clips are named after it (talk_START_END.wav): rename one of them, or build into another --out\n"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_medium_named_like_one_already_built_is_refused(
+    built: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    media, out, _ = built
+    soundfile.write(tmp_path / "voice.wav", np.zeros(16000, np.float32), 16000)
+    before = (out / "log.jsonl").read_text(encoding="utf-8")
+    result = runner.invoke(app, ["whisper-dataset", str(tmp_path / "voice.wav"), "--out", str(out), *OPTIONS])
+    assert result.exit_code == 2 and f"and {media / 'voice.wav'} share the name 'voice'" in result.stderr
+    assert (out / "log.jsonl").read_text(encoding="utf-8") == before
