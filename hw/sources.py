@@ -123,6 +123,29 @@ def _require_examples(folder: Path, dataset: str, key: str) -> None:
             )
 
 
+def load_splits(data: Any, columns: list[str], need_train: bool) -> dict[str, Any]:
+    """The `train` (when training) and `eval` splits of `data.dataset`, checked for `columns`, then cut.
+
+    Args:
+        data: a homework's data config: dataset, config_name, revision, train_split, eval_split,
+            max_train_samples, max_eval_samples, shuffle_seed.
+    """
+    dataset_dict = load_dataset_dict(data.dataset, data.config_name, data.revision)
+    wanted = {"train": (data.train_split, data.max_train_samples)} if need_train else {}
+    wanted["eval"] = (data.eval_split, data.max_eval_samples)
+    splits = {}
+    for name, (split_name, limit) in wanted.items():
+        split = require_split(dataset_dict, split_name, data.dataset, f"data.{name}_split")
+        require_columns(split, columns, data.dataset)
+        splits[name] = subset(split, limit, data.shuffle_seed)
+    return splits
+
+
+def subset(split: Any, limit: int | None, seed: int) -> Any:
+    """`limit` rows drawn as the course draws them (`shuffle(seed).select(range(limit))`); None: every row."""
+    return split if limit is None or limit >= len(split) else split.shuffle(seed=seed).select(range(limit))
+
+
 def require_split(dataset_dict: Any, split: str, dataset: str, key: str) -> Any:
     """The named split, or a clear error listing the ones that exist."""
     if split not in dataset_dict:

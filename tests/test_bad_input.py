@@ -287,6 +287,17 @@ CASES = [
         logs=True,  # datasets shows its progress reading the files
     ),
     Case(
+        "dataset-labels-1-based",
+        ["yelp", "--tiny", "--set", "data.dataset={work}/stars"],
+        r"'label' of the train split of '{work}/stars' holds label\(s\) 5 outside 0\.\.4 \(one per data\.label_names\); "
+        r"labels must be 0-based class indices \(a 1-based copy needs label - 1\)",
+        _both(
+            _write("stars/train.csv", "text,label\ngreat,5\nbad,1\n"),
+            _write("stars/test.csv", "text,label\nok,3\n"),
+        ),
+        logs=True,  # datasets shows its progress reading the files
+    ),
+    Case(
         "dataset-empty",
         ["yelp", "--tiny", "--set", "data.dataset={work}/empty"],
         r"data\.dataset: '{work}/empty/train\.csv' in dataset '{work}/empty' holds no examples; give every split file at least one",

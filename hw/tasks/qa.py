@@ -90,7 +90,7 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
         source = sources.resolve_checkpoint(cfg.run.checkpoint)
     else:
         source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
+    splits = sources.load_splits(cfg.data, COLUMNS, need_train=not cfg.run.eval_only)
     tokenizer, model, weights = _load_model(cfg, source)
     with runs.main_process_first():  # tokenized once; other processes read the datasets cache
         features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
@@ -131,21 +131,6 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     count = f"{len(splits['eval'])} questions ({len(features['eval'])} windows)"
     log.info("EM %.2f, F1 %.2f on %s; weights: %s", final["exact_match"], final["f1"], count, weights)
     return final
-
-
-def _load_splits(data: QAData, need_train: bool) -> dict[str, Any]:
-    """The train and eval splits, cut to the configured sizes after a seeded shuffle."""
-    dataset_dict = sources.load_dataset_dict(data.dataset, data.config_name, data.revision)
-    wanted = {"train": (data.train_split, data.max_train_samples)} if need_train else {}
-    wanted["eval"] = (data.eval_split, data.max_eval_samples)
-    splits = {}
-    for name, (split_name, limit) in wanted.items():
-        split = sources.require_split(dataset_dict, split_name, data.dataset, f"data.{name}_split")
-        sources.require_columns(split, COLUMNS, data.dataset)
-        if limit is not None and limit < len(split):
-            split = split.shuffle(seed=data.shuffle_seed).select(range(limit))
-        splits[name] = split
-    return splits
 
 
 def _load_model(cfg: QAConfig, source: str) -> tuple[Any, Any, str]:

@@ -184,9 +184,7 @@ def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
     splits = {}
     for name, (split_name, limit, key) in wanted.items():
         split = sources.require_split(dataset_dict, split_name, data.dataset, key)
-        if limit is not None and limit < len(split):
-            split = split.shuffle(seed=data.shuffle_seed).select(range(limit))
-        splits[name] = split
+        splits[name] = sources.subset(split, limit, data.shuffle_seed)
     return splits
 
 

@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from hw import runs, sources
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.errors import HwError
 from hw.metrics.classification import accuracy
 from hw.training import (
     build_trainer,
@@ -142,16 +143,16 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
 
 def _load_splits(data: YelpData, need_train: bool) -> dict[str, Any]:
     """The train and eval splits, shuffled with the course's seed and cut to the configured sizes."""
-    dataset_dict = sources.load_dataset_dict(data.dataset, data.config_name, data.revision)
-    wanted = {"train": (data.train_split, data.max_train_samples)} if need_train else {}
-    wanted["eval"] = (data.eval_split, data.max_eval_samples)
-    splits = {}
-    for name, (split_name, limit) in wanted.items():
-        split = sources.require_split(dataset_dict, split_name, data.dataset, f"data.{name}_split")
-        sources.require_columns(split, [data.text_column, data.label_column], data.dataset)
-        if limit is not None and limit < len(split):
-            split = split.shuffle(seed=data.shuffle_seed).select(range(limit))
-        splits[name] = split
+    splits = sources.load_splits(data, [data.text_column, data.label_column], need_train)
+    classes = range(len(data.label_names))
+    for name, split in splits.items():
+        outside = sorted(set(split.unique(data.label_column)) - set(classes), key=str)
+        if outside:
+            raise HwError(
+                f"{data.label_column!r} of the {name} split of {data.dataset!r} holds label(s) "
+                f"{', '.join(map(repr, outside[:5]))} outside 0..{classes[-1]} (one per data.label_names); "
+                "labels must be 0-based class indices (a 1-based copy needs label - 1)"
+            )
     return splits
 
 
