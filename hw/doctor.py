@@ -326,8 +326,7 @@ def _locate_dataset(name: str, revision: str) -> tuple[Status, str]:
     return status, where
 
 
-# Fields whose value applies to every model in the same group and below (`lora: null` or `use_lora: false`
-# mean a full fine-tune).
+# Fields whose value applies to every model in the same group and below (`lora: null` means a full fine-tune).
 _CONTEXT_FIELDS = ("train", "lora", "quantization", "load_in_8bit")
 
 
@@ -335,8 +334,6 @@ def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list
     """Collect every ModelConfig (with the training settings around it) and every data group of a config."""
     values = {spec.name: getattr(node, spec.name) for spec in dataclasses.fields(node)}
     own = {name: values[name] for name in _CONTEXT_FIELDS if name in values}
-    if "lora" in own:  # a switch of these adapters sits beside them or one group down (`asr.use_lora`)
-        own["use_lora"] = _lora_switch(values)
     context = {**context, **own}
     if any(_is_source_field(name) for name in values):
         found["data"].append((prefix, values))
@@ -349,12 +346,6 @@ def _walk(node: Any, prefix: str, context: dict[str, Any], found: dict[str, list
             for index, item in enumerate(value):
                 if dataclasses.is_dataclass(item):
                     _walk(item, f"{prefix}{name}[{index}].", context, found)
-
-
-def _lora_switch(values: dict[str, Any]) -> bool | None:
-    """`use_lora` of a group or of one of its subgroups; None when the config has no such switch."""
-    groups = [values, *(vars(value) for value in values.values() if dataclasses.is_dataclass(value))]
-    return next((group["use_lora"] for group in groups if isinstance(group.get("use_lora"), bool)), None)
 
 
 def _is_dataset_field(name: str) -> bool:
@@ -383,7 +374,7 @@ def _model_need(key: str, model: ModelConfig, context: dict[str, Any]) -> ModelN
         parameters=parameters,
         stored_bytes=stored,
         size_source=source,
-        full_fine_tune=not isinstance(context.get("lora"), LoraConfig) or context.get("use_lora") is False,
+        full_fine_tune=not isinstance(context.get("lora"), LoraConfig),
         quantization=quantization,
         save_total_limit=train.save_total_limit if isinstance(train, TrainConfig) else 0,
         precision=train.precision if isinstance(train, TrainConfig) else "auto",

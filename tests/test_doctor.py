@@ -331,34 +331,27 @@ def test_a_disk_too_small_for_the_checkpoints_fails(monkeypatch: pytest.MonkeyPa
 
 
 @dataclass(frozen=True)
-class _Switch:
-    use_lora: bool
-
-
-@dataclass(frozen=True)
 class _EvalSets:
     eval_sets: list[_Data]
 
 
 @dataclass(frozen=True)
-class _SwitchedOff:
-    """Shaped like atc: LoRA settings at the top, switched off one group down, evaluation sets in a list."""
+class _AtcLike:
+    """Shaped like atc: `lora: null` (a full fine-tune) beside the model, evaluation sets in a list."""
 
     run: RunOptions
     model: ModelConfig
     train: TrainConfig
-    lora: LoraConfig
-    asr: _Switch
+    lora: LoraConfig | None
     data: _EvalSets
 
 
-def test_use_lora_false_means_a_full_fine_tune_and_list_items_are_checked(tmp_path: Path):
-    cfg = _SwitchedOff(
+def test_lora_null_means_a_full_fine_tune_and_list_items_are_checked(tmp_path: Path):
+    cfg = _AtcLike(
         run=RunOptions(homework="atc-like", variant="atc-like"),
         model=ModelConfig("openai/whisper-small"),
         train=TrainConfig(),
-        lora=LoraConfig(),
-        asr=_Switch(use_lora=False),
+        lora=None,
         data=_EvalSets([_Data("tiny:atcosim", "tiny:atcosim"), _Data("tiny:atco2", "owner/not-cached")]),
     )
 
