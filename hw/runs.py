@@ -156,7 +156,10 @@ def run_directory(
 
 
 def prepare(run_dir: Path) -> None:
-    """Create the run directory, with a clear error when it cannot be written; drop a killed run's unfinished writes."""
+    """Create the run directory, with a clear error when it cannot be written; drop a killed run's unfinished writes.
+
+    Unfinished writes are files; a stage's unfinished folder stays, for its Trainer to resume from.
+    """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
@@ -167,7 +170,9 @@ def prepare(run_dir: Path) -> None:
         ) from None
     if is_main_process():  # only the writer: another process's sweep could catch one of its writes in flight
         for unfinished in run_dir.rglob(f".*{PARTIAL_SUFFIX}"):
-            unfinished.unlink(missing_ok=True)
+            # Files only: a stage's `.partial/` folder holds the checkpoints it resumes from (hw.stages).
+            if not unfinished.is_dir():
+                unfinished.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -109,6 +109,22 @@ def test_a_resumed_run_loses_the_unfinished_writes_of_the_killed_one(tmp_path: P
     ]
 
 
+def test_a_resumed_run_keeps_the_folder_of_an_unfinished_stage(tmp_path: Path) -> None:
+    # hw.stages builds a stage in `.<name>-<key>.partial/`; its checkpoints are what `--resume` continues from.
+    stage = tmp_path / "stages" / ".asr_train-0123456789abcdef.partial"
+    (stage / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (stage / "checkpoints" / "checkpoint-5" / "model.safetensors").write_text("weights")
+    (tmp_path / ".x.partial").write_text("half")
+    runs.prepare(tmp_path)
+    assert sorted(str(path.relative_to(tmp_path / "stages")) for path in stage.parent.rglob("*")) == [
+        ".asr_train-0123456789abcdef.partial",
+        ".asr_train-0123456789abcdef.partial/checkpoints",
+        ".asr_train-0123456789abcdef.partial/checkpoints/checkpoint-5",
+        ".asr_train-0123456789abcdef.partial/checkpoints/checkpoint-5/model.safetensors",
+    ]
+    assert not (tmp_path / ".x.partial").exists()
+
+
 def test_an_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     runs.write_text(tmp_path / "results.txt", "1. 秦川雄帝宅\n")
     assert [path.name for path in tmp_path.iterdir()] == ["results.txt"]
