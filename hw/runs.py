@@ -245,7 +245,12 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The rows `write_jsonl` wrote; blank lines skipped.
+
+    Split at line feeds only: `str.splitlines()` also splits at U+0085, U+2028 and U+2029, which `write_jsonl`
+    leaves raw inside strings (IMDB reviews hold U+0085).
+    """
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def environment(seed: int, sources: dict[str, str]) -> dict[str, Any]:

@@ -128,3 +128,16 @@ def test_a_resumed_run_keeps_the_folder_of_an_unfinished_stage(tmp_path: Path) -
 def test_an_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     runs.write_text(tmp_path / "results.txt", "1. 秦川雄帝宅\n")
     assert [path.name for path in tmp_path.iterdir()] == ["results.txt"]
+
+
+def test_jsonl_keeps_the_line_breaks_that_only_unicode_counts_inside_its_strings(tmp_path: Path) -> None:
+    # str.splitlines() breaks at all of these; json.dumps escapes those below U+0020 (\x0b → \\u000b) but,
+    # with ensure_ascii=False, writes U+0085 (NEL, in IMDB reviews), U+2028 and U+2029 raw.
+    rows = [
+        {"text": "Great movie\x85 loved it", "label": 1},
+        {"text": "a\u2028b\u2029c"},
+        {"text": "tab\x0bfeed\x0cgroup\x1dfile\x1crecord\x1e"},
+    ]
+    runs.write_jsonl(tmp_path / "samples.jsonl", rows)
+    assert (tmp_path / "samples.jsonl").read_bytes().count(b"\n") == 3
+    assert runs.read_jsonl(tmp_path / "samples.jsonl") == rows
