@@ -5,6 +5,7 @@ comment, so the summary can merge several runs of one homework into one comparis
 the run directories.
 """
 
+import io
 import json
 import re
 from pathlib import Path
@@ -274,6 +275,19 @@ def _plot(state_path: Path, figure_path: Path) -> Path | None:
     from matplotlib import pyplot
 
     figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    try:
+        _draw(axis, train, evaluation)
+        figure.tight_layout()
+        image = io.BytesIO()  # rendered in memory, then written atomically: never a half-written PNG
+        figure.savefig(image, format="png", dpi=100)
+    finally:
+        pyplot.close(figure)
+    runs.write_bytes(figure_path, image.getvalue())
+    return figure_path
+
+
+def _draw(axis: Any, train: list[tuple[int, float]], evaluation: list[dict[str, Any]]) -> None:
+    """The curves of `_plot`, on `axis`."""
     if train:
         axis.plot(*zip(*train, strict=True), label="training loss")
     if evaluation:
@@ -295,11 +309,6 @@ def _plot(state_path: Path, figure_path: Path) -> Path | None:
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss")
     axis.legend(loc="upper right")
-    figure.tight_layout()
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(figure_path, dpi=100)
-    pyplot.close(figure)
-    return figure_path
 
 
 _NOT_METRICS = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}

@@ -176,6 +176,11 @@ def prepare(run_dir: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write a UTF-8 text file atomically, from the main process only (see `write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
     """Write a file atomically, from the main process only: a reader sees the old content or the new, never half.
 
     Other processes of a distributed run return at once: they hold the same results (the Trainer gathers them).
@@ -193,8 +198,8 @@ def write_text(path: Path, text: str) -> None:
     except OSError as error:
         raise _unwritable(path, error) from None
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
