@@ -276,6 +276,7 @@ def run_homework(
     )
     with runs.removed_on_user_error(run_dir):
         runs.prepare(run_dir)
+        report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         settings = config.to_dict(cfg)
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))

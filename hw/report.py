@@ -70,6 +70,12 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
     return path
 
 
+def check_writable(reports_dir: Path) -> None:
+    """Fail in one line, before a run starts, when its fragment or figure could not be written at its end."""
+    for folder in ("fragments", "figures"):
+        runs.require_writable(reports_dir / folder, "report folder", "--reports-dir")
+
+
 def assemble(reports_dir: Path) -> Path:
     """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run."""
     fragments = sorted((reports_dir / "fragments").glob("*.md"))

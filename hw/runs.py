@@ -5,6 +5,7 @@ writes artifacts, and the others agree with it on everything that names a file.
 """
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -160,19 +161,43 @@ def prepare(run_dir: Path) -> None:
 
     Unfinished writes are files; a stage's unfinished folder stays, for its Trainer to resume from.
     """
-    try:
+    with _folder_errors(run_dir, "run directory", "--output-dir"):
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise HwError(
-            f"cannot write to run directory {str(run_dir)!r} ({error.strerror}); choose a writable --output-dir"
-        ) from None
+        _try_a_file_in(run_dir)
     if is_main_process():  # only the writer: another process's sweep could catch one of its writes in flight
         for unfinished in run_dir.rglob(f".*{PARTIAL_SUFFIX}"):
             # Files only: a stage's `.partial/` folder holds the checkpoints it resumes from (hw.stages).
             if not unfinished.is_dir():
                 unfinished.unlink(missing_ok=True)
+
+
+def require_writable(directory: Path, what: str, flag: str) -> None:
+    """Fail with one line unless `directory` exists or could be created, and takes files; create nothing.
+
+    For a folder written only at the end of a run (the reports): its problem shows before hours of training,
+    and a run stopped by another user error leaves no empty folder behind.
+    """
+    with _folder_errors(directory, what, flag):
+        nearest = next(folder for folder in (directory, *directory.parents) if folder.exists())
+        if not nearest.is_dir():  # a file where a folder must go
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        _try_a_file_in(nearest)
+
+
+def _try_a_file_in(directory: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+        pass
+
+
+@contextlib.contextmanager
+def _folder_errors(directory: Path, what: str, flag: str) -> Iterator[None]:
+    """Turn an `OSError` about `directory` into one line naming it and the option that chose it."""
+    try:
+        yield
+    except OSError as error:
+        raise HwError(
+            f"cannot write to {what} {str(directory)!r} ({error.strerror}); choose a writable {flag}"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:

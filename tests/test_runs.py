@@ -42,6 +42,19 @@ def test_a_folder_in_place_of_the_parent_is_one_user_error(tmp_path: Path) -> No
         runs.write_text(tmp_path / "reports" / "summary.md", "# summary")
 
 
+def test_a_folder_written_after_training_is_checked_before_it_and_nothing_is_created(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    with pytest.raises(
+        HwError,
+        match=r"^cannot write to report folder '.*/taken/reports/fragments' \(Not a directory\); "
+        r"choose a writable --reports-dir$",
+    ):
+        runs.require_writable(tmp_path / "taken" / "reports" / "fragments", "report folder", "--reports-dir")
+    runs.require_writable(tmp_path / "new" / "reports" / "fragments", "report folder", "--reports-dir")
+    runs.require_writable(tmp_path, "report folder", "--reports-dir")
+    assert [path.name for path in tmp_path.iterdir()] == ["taken"]
+
+
 def _fail(directory: Path, error: Exception, checkpoint: bool = False) -> None:
     with pytest.raises(type(error)), runs.removed_on_user_error(directory):
         (directory / "checkpoints" / ("checkpoint-10" if checkpoint else "")).mkdir(parents=True)
