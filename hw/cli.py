@@ -187,7 +187,7 @@ def _register(homework: str) -> None:
     def command(
         variant: Annotated[str | None, typer.Option(flag, help=flag_help)] = default,
         config: ConfigOption = None,
-        set: SetOption = None,
+        set_overrides: SetOption = None,
         tiny: TinyOption = False,
         eval_only: EvalOnlyOption = False,
         checkpoint: CheckpointOption = None,
@@ -202,7 +202,7 @@ def _register(homework: str) -> None:
         with _user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
-            overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
@@ -400,7 +400,7 @@ def doctor(
         str | None, typer.Option("--variant", "--lang", help="Packaged config (whisper: the language).")
     ] = None,
     config: ConfigOption = None,
-    set: SetOption = None,
+    set_overrides: SetOption = None,
     tiny: TinyOption = False,
     output_dir: Annotated[
         Path, typer.Option("--output-dir", help="Where runs will be written (its disk is checked).")
@@ -419,7 +419,12 @@ def doctor(
             schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
             variant = variant or VARIANT_OPTIONS.get(homework, (None, None, None))[2]
             cfg = config_module.load(
-                schema, homework, variant, config_file=config, overrides=set or [], run={"tiny": tiny}
+                schema,
+                homework,
+                variant,
+                config_file=config,
+                overrides=set_overrides or [],
+                run={"tiny": tiny},
             )
         diagnosis = preflight.diagnose(cfg, output_dir)
     typer.echo(
@@ -528,8 +533,6 @@ def score_asr(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """WER and CER (with substitutions, deletions, insertions) of a file of hypotheses and references."""
-    import json
-
     from hw.metrics import asr
 
     with _user_errors():
