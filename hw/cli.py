@@ -18,7 +18,8 @@ import typer
 
 from hw.errors import HwError
 
-# homework → (one-line description, example, config class in hw/tasks/<homework>.py); also the report order.
+# homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
+# too (passed to report.assemble).
 HOMEWORKS = {
     "yelp": (
         "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
@@ -361,7 +362,7 @@ def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
     from hw import report as report_module
 
     with _user_errors():
-        typer.echo(f"summary: {report_module.assemble(reports_dir)}")
+        typer.echo(f"summary: {report_module.assemble(reports_dir, list(HOMEWORKS))}")
 
 
 @app.command(epilog="Example: hw smoke --workdir smoke")
@@ -386,7 +387,7 @@ def smoke(
                 run_homework(
                     homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"
                 )
-        typer.echo(f"summary: {report_module.assemble(workdir / 'reports')}")
+        typer.echo(f"summary: {report_module.assemble(workdir / 'reports', list(HOMEWORKS))}")
 
 
 @app.command(

@@ -8,14 +8,13 @@ the run directories.
 import io
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hw import runs
 from hw.errors import HwError
 
-# The summary's order; fragments of any other homework follow, alphabetically.
-HOMEWORK_ORDER = ["yelp", "qa", "whisper", "atc", "tang"]
 COLUMN_TITLES = {
     "epoch": "Epoch",
     "training_loss": "Training Loss",
@@ -76,8 +75,13 @@ def check_writable(reports_dir: Path) -> None:
         runs.require_writable(reports_dir / folder, "report folder", "--reports-dir")
 
 
-def assemble(reports_dir: Path) -> Path:
-    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run."""
+def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Path:
+    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run.
+
+    Args:
+        reports_dir: Holds `fragments/`; the summary is written beside it.
+        order: Homeworks in the summary's order (the CLI's registry); any others follow alphabetically.
+    """
     fragments = sorted((reports_dir / "fragments").glob("*.md"))
     if not fragments:
         raise HwError(
@@ -87,16 +91,11 @@ def assemble(reports_dir: Path) -> Path:
     for path in fragments:
         metadata, body = _parse_fragment(path)
         by_homework.setdefault(metadata["homework"], []).append((metadata, body))
-    order = sorted(
-        by_homework,
-        key=lambda hw: (
-            hw not in HOMEWORK_ORDER,
-            HOMEWORK_ORDER.index(hw) if hw in HOMEWORK_ORDER else 0,
-            hw,
-        ),
+    homeworks = sorted(
+        by_homework, key=lambda hw: (hw not in order, order.index(hw) if hw in order else 0, hw)
     )
-    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in order)]
-    for homework in order:
+    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in homeworks)]
+    for homework in homeworks:
         entries = by_homework[homework]
         groups = _merged_groups([metadata for metadata, _ in entries])
         sections.append(f"## {homework}")

@@ -11,11 +11,13 @@ from hw.errors import HwError
 from tests.test_runs import FullDisk
 
 
-def _fake_run(root: Path, name: str, variant: str, tiny: bool, accuracy: float) -> Path:
+def _fake_run(
+    root: Path, name: str, variant: str, tiny: bool, accuracy: float, homework: str = "yelp"
+) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
     settings = {
-        "run": {"homework": "yelp", "variant": variant, "tiny": tiny, "eval_only": False},
+        "run": {"homework": homework, "variant": variant, "tiny": tiny, "eval_only": False},
         "model": {"name_or_path": "bert-base-cased"},
         "data": {"dataset": "yelp_review_full"},
         "train": {"learning_rate": 5e-5, "per_device_train_batch_size": 16, "num_train_epochs": 1},
@@ -94,6 +96,17 @@ def test_a_figure_that_cannot_be_written_is_one_user_error_and_leaves_no_file(
         report.write_fragment(run_dir, tmp_path / "reports")
     assert [path.name for path in (tmp_path / "reports").rglob("*")] == ["figures"]
     assert pyplot.get_fignums() == []  # closed: a long-lived process (hw smoke) does not pile figures up
+
+
+def test_hw_report_orders_homeworks_as_the_cli_lists_them_then_alphabetically(tmp_path: Path) -> None:
+    from tests.invoking import invoke
+
+    reports = tmp_path / "reports"
+    for homework in ("zeta", "tang", "yelp"):
+        report.write_fragment(_fake_run(tmp_path, homework, "v", False, 0.5, homework), reports)
+    invoke(["report", "--reports-dir", str(reports)])
+    contents = (reports / "summary.md").read_text().splitlines()[2]
+    assert contents == "Contents: [yelp](#yelp) · [tang](#tang) · [zeta](#zeta)"
 
 
 def test_summary_without_fragments_is_a_user_error(tmp_path: Path) -> None:
