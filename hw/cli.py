@@ -18,7 +18,8 @@ import typer
 
 from hw.errors import HwError
 
-# homework → (one-line description, example, config class in hw/tasks/<homework>.py); also the report order.
+# homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
+# too (passed to report.assemble).
 HOMEWORKS = {
     "yelp": (
         "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
@@ -187,7 +188,7 @@ def _register(homework: str) -> None:
     def command(
         variant: Annotated[str | None, typer.Option(flag, help=flag_help)] = default,
         config: ConfigOption = None,
-        set: SetOption = None,
+        set_overrides: SetOption = None,
         tiny: TinyOption = False,
         eval_only: EvalOnlyOption = False,
         checkpoint: CheckpointOption = None,
@@ -202,7 +203,7 @@ def _register(homework: str) -> None:
         with _user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
-            overrides = list(set or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
@@ -276,6 +277,7 @@ def run_homework(
     )
     with runs.removed_on_user_error(run_dir):
         runs.prepare(run_dir)
+        report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         settings = config.to_dict(cfg)
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
@@ -360,7 +362,7 @@ def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
     from hw import report as report_module
 
     with _user_errors():
-        typer.echo(f"summary: {report_module.assemble(reports_dir)}")
+        typer.echo(f"summary: {report_module.assemble(reports_dir, list(HOMEWORKS))}")
 
 
 @app.command(epilog="Example: hw smoke --workdir smoke")
@@ -385,7 +387,7 @@ def smoke(
                 run_homework(
                     homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"
                 )
-        typer.echo(f"summary: {report_module.assemble(workdir / 'reports')}")
+        typer.echo(f"summary: {report_module.assemble(workdir / 'reports', list(HOMEWORKS))}")
 
 
 @app.command(
@@ -399,7 +401,7 @@ def doctor(
         str | None, typer.Option("--variant", "--lang", help="Packaged config (whisper: the language).")
     ] = None,
     config: ConfigOption = None,
-    set: SetOption = None,
+    set_overrides: SetOption = None,
     tiny: TinyOption = False,
     output_dir: Annotated[
         Path, typer.Option("--output-dir", help="Where runs will be written (its disk is checked).")
@@ -418,7 +420,12 @@ def doctor(
             schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
             variant = variant or VARIANT_OPTIONS.get(homework, (None, None, None))[2]
             cfg = config_module.load(
-                schema, homework, variant, config_file=config, overrides=set or [], run={"tiny": tiny}
+                schema,
+                homework,
+                variant,
+                config_file=config,
+                overrides=set_overrides or [],
+                run={"tiny": tiny},
             )
         diagnosis = preflight.diagnose(cfg, output_dir)
     typer.echo(
@@ -527,8 +534,6 @@ def score_asr(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """WER and CER (with substitutions, deletions, insertions) of a file of hypotheses and references."""
-    import json
-
     from hw.metrics import asr
 
     with _user_errors():

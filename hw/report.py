@@ -5,16 +5,16 @@ comment, so the summary can merge several runs of one homework into one comparis
 the run directories.
 """
 
+import io
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hw import runs
 from hw.errors import HwError
 
-# The summary's order; fragments of any other homework follow, alphabetically.
-HOMEWORK_ORDER = ["yelp", "qa", "whisper", "atc", "tang"]
 COLUMN_TITLES = {
     "epoch": "Epoch",
     "training_loss": "Training Loss",
@@ -69,8 +69,19 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
     return path
 
 
-def assemble(reports_dir: Path) -> Path:
-    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run."""
+def check_writable(reports_dir: Path) -> None:
+    """Fail in one line, before a run starts, when its fragment or figure could not be written at its end."""
+    for folder in ("fragments", "figures"):
+        runs.require_writable(reports_dir / folder, "report folder", "--reports-dir")
+
+
+def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Path:
+    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run.
+
+    Args:
+        reports_dir: Holds `fragments/`; the summary is written beside it.
+        order: Homeworks in the summary's order (the CLI's registry); any others follow alphabetically.
+    """
     fragments = sorted((reports_dir / "fragments").glob("*.md"))
     if not fragments:
         raise HwError(
@@ -80,16 +91,11 @@ def assemble(reports_dir: Path) -> Path:
     for path in fragments:
         metadata, body = _parse_fragment(path)
         by_homework.setdefault(metadata["homework"], []).append((metadata, body))
-    order = sorted(
-        by_homework,
-        key=lambda hw: (
-            hw not in HOMEWORK_ORDER,
-            HOMEWORK_ORDER.index(hw) if hw in HOMEWORK_ORDER else 0,
-            hw,
-        ),
+    homeworks = sorted(
+        by_homework, key=lambda hw: (hw not in order, order.index(hw) if hw in order else 0, hw)
     )
-    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in order)]
-    for homework in order:
+    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in homeworks)]
+    for homework in homeworks:
         entries = by_homework[homework]
         groups = _merged_groups([metadata for metadata, _ in entries])
         sections.append(f"## {homework}")
@@ -274,6 +280,19 @@ def _plot(state_path: Path, figure_path: Path) -> Path | None:
     from matplotlib import pyplot
 
     figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    try:
+        _draw(axis, train, evaluation)
+        figure.tight_layout()
+        image = io.BytesIO()  # rendered in memory, then written atomically: never a half-written PNG
+        figure.savefig(image, format="png", dpi=100)
+    finally:
+        pyplot.close(figure)
+    runs.write_bytes(figure_path, image.getvalue())
+    return figure_path
+
+
+def _draw(axis: Any, train: list[tuple[int, float]], evaluation: list[dict[str, Any]]) -> None:
+    """The curves of `_plot`, on `axis`."""
     if train:
         axis.plot(*zip(*train, strict=True), label="training loss")
     if evaluation:
@@ -295,11 +314,6 @@ def _plot(state_path: Path, figure_path: Path) -> Path | None:
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss")
     axis.legend(loc="upper right")
-    figure.tight_layout()
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(figure_path, dpi=100)
-    pyplot.close(figure)
-    return figure_path
 
 
 _NOT_METRICS = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}

@@ -5,6 +5,7 @@ writes artifacts, and the others agree with it on everything that names a file.
 """
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -156,21 +157,55 @@ def run_directory(
 
 
 def prepare(run_dir: Path) -> None:
-    """Create the run directory, with a clear error when it cannot be written; drop a killed run's unfinished writes."""
-    try:
+    """Create the run directory, with a clear error when it cannot be written; drop a killed run's unfinished writes.
+
+    Unfinished writes are files; a stage's unfinished folder stays, for its Trainer to resume from.
+    """
+    with _folder_errors(run_dir, "run directory", "--output-dir"):
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise HwError(
-            f"cannot write to run directory {str(run_dir)!r} ({error.strerror}); choose a writable --output-dir"
-        ) from None
+        _try_a_file_in(run_dir)
     if is_main_process():  # only the writer: another process's sweep could catch one of its writes in flight
         for unfinished in run_dir.rglob(f".*{PARTIAL_SUFFIX}"):
-            unfinished.unlink(missing_ok=True)
+            # Files only: a stage's `.partial/` folder holds the checkpoints it resumes from (hw.stages).
+            if not unfinished.is_dir():
+                unfinished.unlink(missing_ok=True)
+
+
+def require_writable(directory: Path, what: str, flag: str) -> None:
+    """Fail with one line unless `directory` exists or could be created, and takes files; create nothing.
+
+    For a folder written only at the end of a run (the reports): its problem shows before hours of training,
+    and a run stopped by another user error leaves no empty folder behind.
+    """
+    with _folder_errors(directory, what, flag):
+        nearest = next(folder for folder in (directory, *directory.parents) if folder.exists())
+        if not nearest.is_dir():  # a file where a folder must go
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        _try_a_file_in(nearest)
+
+
+def _try_a_file_in(directory: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+        pass
+
+
+@contextlib.contextmanager
+def _folder_errors(directory: Path, what: str, flag: str) -> Iterator[None]:
+    """Turn an `OSError` about `directory` into one line naming it and the option that chose it."""
+    try:
+        yield
+    except OSError as error:
+        raise HwError(
+            f"cannot write to {what} {str(directory)!r} ({error.strerror}); choose a writable {flag}"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write a UTF-8 text file atomically, from the main process only (see `write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
     """Write a file atomically, from the main process only: a reader sees the old content or the new, never half.
 
     Other processes of a distributed run return at once: they hold the same results (the Trainer gathers them).
@@ -188,8 +223,8 @@ def write_text(path: Path, text: str) -> None:
     except OSError as error:
         raise _unwritable(path, error) from None
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
@@ -240,7 +275,12 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The rows `write_jsonl` wrote; blank lines skipped.
+
+    Split at line feeds only: `str.splitlines()` also splits at U+0085, U+2028 and U+2029, which `write_jsonl`
+    leaves raw inside strings (IMDB reviews hold U+0085).
+    """
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def environment(seed: int, sources: dict[str, str]) -> dict[str, Any]:

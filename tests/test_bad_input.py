@@ -396,6 +396,12 @@ CASES = [
         _write("taken", "a regular file"),
     ),
     Case(
+        "reports-dir-under-a-file",
+        ["yelp", "--tiny", "--reports-dir", "{work}/taken/reports"],
+        r"cannot write to report folder '{work}/taken/reports/fragments' \(Not a directory\); choose a writable --reports-dir",
+        _write("taken", "a regular file"),
+    ),
+    Case(
         "output-dir-finished-run",
         ["yelp", "--tiny", "--output-dir", "{finished}"],
         r"--output-dir '{finished}' already holds a finished run; choose another directory",

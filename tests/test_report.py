@@ -6,15 +6,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hw import report
+from hw import report, runs
 from hw.errors import HwError
+from tests.test_runs import FullDisk
 
 
-def _fake_run(root: Path, name: str, variant: str, tiny: bool, accuracy: float) -> Path:
+def _fake_run(
+    root: Path, name: str, variant: str, tiny: bool, accuracy: float, homework: str = "yelp"
+) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
     settings = {
-        "run": {"homework": "yelp", "variant": variant, "tiny": tiny, "eval_only": False},
+        "run": {"homework": homework, "variant": variant, "tiny": tiny, "eval_only": False},
         "model": {"name_or_path": "bert-base-cased"},
         "data": {"dataset": "yelp_review_full"},
         "train": {"learning_rate": 5e-5, "per_device_train_batch_size": 16, "num_train_epochs": 1},
@@ -66,6 +69,44 @@ def test_summary_merges_runs_of_one_homework_and_labels_tiny(tmp_path: Path) -> 
     assert summary.count("| Source |") == 1
     assert "Tiny offline preset — not a real result" in summary
     assert summary.startswith("# Weekly summary\n\nContents: [yelp](#yelp)")
+
+
+def _with_history(run_dir: Path) -> Path:
+    history = [{"step": 10, "loss": 1.5}, {"step": 20, "eval_loss": 1.25, "eval_accuracy": 0.6}]
+    (run_dir / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    return run_dir
+
+
+def test_the_figure_is_a_png_the_fragment_links(tmp_path: Path) -> None:
+    fragment = report.write_fragment(_with_history(_fake_run(tmp_path, "r1", "yelp", False, 0.6)), tmp_path)
+    assert (tmp_path / "figures" / "yelp-yelp.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "![loss and metric curves](../figures/yelp-yelp.png)" in fragment.read_text()
+
+
+def test_a_figure_that_cannot_be_written_is_one_user_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib import pyplot
+
+    run_dir = _with_history(_fake_run(tmp_path, "r1", "yelp", False, 0.6))
+    monkeypatch.setattr(runs, "os", FullDisk())
+    with pytest.raises(
+        HwError, match=r"cannot write '.*/reports/figures/yelp-yelp\.png' \(No space left on device\)"
+    ):
+        report.write_fragment(run_dir, tmp_path / "reports")
+    assert [path.name for path in (tmp_path / "reports").rglob("*")] == ["figures"]
+    assert pyplot.get_fignums() == []  # closed: a long-lived process (hw smoke) does not pile figures up
+
+
+def test_hw_report_orders_homeworks_as_the_cli_lists_them_then_alphabetically(tmp_path: Path) -> None:
+    from tests.invoking import invoke
+
+    reports = tmp_path / "reports"
+    for homework in ("zeta", "tang", "yelp"):
+        report.write_fragment(_fake_run(tmp_path, homework, "v", False, 0.5, homework), reports)
+    invoke(["report", "--reports-dir", str(reports)])
+    contents = (reports / "summary.md").read_text().splitlines()[2]
+    assert contents == "Contents: [yelp](#yelp) · [tang](#tang) · [zeta](#zeta)"
 
 
 def test_summary_without_fragments_is_a_user_error(tmp_path: Path) -> None:

@@ -42,6 +42,19 @@ def test_a_folder_in_place_of_the_parent_is_one_user_error(tmp_path: Path) -> No
         runs.write_text(tmp_path / "reports" / "summary.md", "# summary")
 
 
+def test_a_folder_written_after_training_is_checked_before_it_and_nothing_is_created(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    with pytest.raises(
+        HwError,
+        match=r"^cannot write to report folder '.*/taken/reports/fragments' \(Not a directory\); "
+        r"choose a writable --reports-dir$",
+    ):
+        runs.require_writable(tmp_path / "taken" / "reports" / "fragments", "report folder", "--reports-dir")
+    runs.require_writable(tmp_path / "new" / "reports" / "fragments", "report folder", "--reports-dir")
+    runs.require_writable(tmp_path, "report folder", "--reports-dir")
+    assert [path.name for path in tmp_path.iterdir()] == ["taken"]
+
+
 def _fail(directory: Path, error: Exception, checkpoint: bool = False) -> None:
     with pytest.raises(type(error)), runs.removed_on_user_error(directory):
         (directory / "checkpoints" / ("checkpoint-10" if checkpoint else "")).mkdir(parents=True)
@@ -109,6 +122,35 @@ def test_a_resumed_run_loses_the_unfinished_writes_of_the_killed_one(tmp_path: P
     ]
 
 
+def test_a_resumed_run_keeps_the_folder_of_an_unfinished_stage(tmp_path: Path) -> None:
+    # hw.stages builds a stage in `.<name>-<key>.partial/`; its checkpoints are what `--resume` continues from.
+    stage = tmp_path / "stages" / ".asr_train-0123456789abcdef.partial"
+    (stage / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (stage / "checkpoints" / "checkpoint-5" / "model.safetensors").write_text("weights")
+    (tmp_path / ".x.partial").write_text("half")
+    runs.prepare(tmp_path)
+    assert sorted(str(path.relative_to(tmp_path / "stages")) for path in stage.parent.rglob("*")) == [
+        ".asr_train-0123456789abcdef.partial",
+        ".asr_train-0123456789abcdef.partial/checkpoints",
+        ".asr_train-0123456789abcdef.partial/checkpoints/checkpoint-5",
+        ".asr_train-0123456789abcdef.partial/checkpoints/checkpoint-5/model.safetensors",
+    ]
+    assert not (tmp_path / ".x.partial").exists()
+
+
 def test_an_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     runs.write_text(tmp_path / "results.txt", "1. 秦川雄帝宅\n")
     assert [path.name for path in tmp_path.iterdir()] == ["results.txt"]
+
+
+def test_jsonl_keeps_the_line_breaks_that_only_unicode_counts_inside_its_strings(tmp_path: Path) -> None:
+    # str.splitlines() breaks at all of these; json.dumps escapes those below U+0020 (\x0b → \\u000b) but,
+    # with ensure_ascii=False, writes U+0085 (NEL, in IMDB reviews), U+2028 and U+2029 raw.
+    rows = [
+        {"text": "Great movie\x85 loved it", "label": 1},
+        {"text": "a\u2028b\u2029c"},
+        {"text": "tab\x0bfeed\x0cgroup\x1dfile\x1crecord\x1e"},
+    ]
+    runs.write_jsonl(tmp_path / "samples.jsonl", rows)
+    assert (tmp_path / "samples.jsonl").read_bytes().count(b"\n") == 3
+    assert runs.read_jsonl(tmp_path / "samples.jsonl") == rows

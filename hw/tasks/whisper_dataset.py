@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hw import audio, sources, speech
+from hw import audio, runs, sources, speech
 from hw.errors import HwError
 from hw.metrics import asr
 
@@ -148,8 +148,7 @@ def _done(log_path: Path) -> set[str]:
     """Media already labelled, by resolved path, from earlier runs' log entries."""
     if not log_path.is_file():
         return set()
-    entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {entry["media"] for entry in entries if entry.get("status") == "done"}
+    return {entry["media"] for entry in runs.read_jsonl(log_path) if entry.get("status") == "done"}
 
 
 def _append_log(log_path: Path, entry: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from hw import speech
+from hw import runs, speech
 from hw.cli import app
 from hw.tasks import whisper_dataset
 from tests.test_audio import _write_video
@@ -32,7 +32,7 @@ def _metadata(path: Path) -> list[dict[str, str]]:
 
 
 def _log(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    return runs.read_jsonl(out / "log.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,18 @@ def test_rerun_skips_done_media_and_logs_a_file_without_audio(built: tuple[Path,
     failed = _log(out)[-1]
     assert (failed["media"], failed["status"]) == (str(media / "silent.mp4"), "failed")
     assert failed["error"].startswith("no audio track in ")
+
+
+def test_rerun_skips_a_done_medium_whose_name_holds_a_unicode_line_break(tmp_path: Path) -> None:
+    # The log keeps U+2028 raw (ensure_ascii=False); splitting it there broke the entry in two.
+    medium = tmp_path / "interview\u2028part 2.wav"
+    soundfile.write(medium, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "out").mkdir()
+    whisper_dataset._append_log(
+        tmp_path / "out" / "log.jsonl", {"media": str(medium.resolve()), "status": "done"}
+    )
+    counts = whisper_dataset.build([medium], tmp_path / "out", whisper_dataset.DatasetOptions())
+    assert (counts["already_done"], counts["processed"]) == (1, 0)
 
 
 def test_labels_convert_with_opencc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
