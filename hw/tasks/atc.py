@@ -21,6 +21,10 @@ from hw.tasks import atc_asr, atc_correct, atc_score
 log = logging.getLogger(__name__)
 
 STAGES = ("asr_train", "transcribe", "pairs", "corrector_train", "correct", "score")
+# Version of the transcript and correction rows, part of the transcribe stage's key and so, through the
+# upstream keys, of correct's and score's: a run directory from an older hw recomputes the three rather than
+# read rows of another shape. 1: joined on file names; 2: rows carry `index`, the clip's position in its set.
+ROW_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:
                       "asr": asr_settings, "lora": settings["lora"]},
         "transcribe": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
                        "data": {key: data[key] for key in ("eval_sets", "max_eval_samples", "text_column",
-                                                           "shuffle_seed")}},
+                                                           "shuffle_seed")}, "rows": ROW_FORMAT},
         "pairs": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
                   "data": training_data},
         "corrector_train": {key: corrector[key] for key in training},

@@ -127,7 +127,8 @@ def _transcripts(model: Any, processor: Any, features: Any, cfg: "AtcConfig") ->
 
 
 def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path) -> None:
-    """`transcripts.jsonl`: per evaluation clip its reference and the zero-shot and fine-tuned transcripts."""
+    """`transcripts.jsonl`: per evaluation clip its position in its set, file name (a label), reference, and the
+    zero-shot and fine-tuned transcripts."""
     processor, model = _load_asr(cfg, None)
     rows, counts = [], []
     features = {}
@@ -152,6 +153,7 @@ def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path)
         ):
             row = {
                 "set": name,
+                "index": index,  # identifies the clip: file names repeat, or are missing (`speech.clip_name`)
                 "audio_id": file,
                 "seconds": round(float(duration), 2),
                 "reference": reference,

@@ -157,8 +157,9 @@ def correct(
 ) -> None:
     """`corrections.jsonl`: every (evaluation clip, ASR) hypothesis corrected by each available corrector.
 
-    A row holds the raw generation, the extracted answer, and `fallback: true` when nothing could be extracted
-    and the hypothesis itself stands as the answer.
+    A row names its clip as the transcript does (`set` and `index`, its position there) and holds the raw
+    generation, the extracted answer, and `fallback: true` when nothing could be extracted and the hypothesis
+    itself stands as the answer.
     """
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
     systems = [system for system in ("zero_shot", "fine_tuned") if system in transcripts[0]]
@@ -182,7 +183,8 @@ def correct(
     for name, outputs in raw.items():
         for (row, system), hypothesis, text in zip(cells, hypotheses, outputs, strict=True):
             answer = extract_answer(text, stop_markers=ATC_STOP_MARKERS, role_prefixes=ATC_ROLE_PREFIXES)
-            rows.append({"set": row["set"], "audio_id": row["audio_id"], "asr": system, "corrector": name,
-                         "raw": text, "answer": answer or hypothesis, "fallback": not answer})  # fmt: skip
+            rows.append({"set": row["set"], "index": row["index"], "audio_id": row["audio_id"], "asr": system,
+                         "corrector": name, "raw": text, "answer": answer or hypothesis,
+                         "fallback": not answer})  # fmt: skip
     runs.write_jsonl(folder / "corrections.jsonl", rows)
     log.info("corrected %d hypotheses with %s", len(hypotheses), ", ".join(raw))
