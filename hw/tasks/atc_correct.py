@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
+from transformers import DataCollatorForSeq2Seq
 
 from hw import runs, sources
+from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.generation import (
     ATC_RAG_EXAMPLE,
@@ -18,6 +19,7 @@ from hw.generation import (
     ROLE_PREFIXES,
     extract_answer,
     generate_batch,
+    load_causal_lm,
     raw_format,
     tokenize_example,
 )
@@ -25,7 +27,6 @@ from hw.training import (
     build_trainer,
     evaluation_history,
     parameter_counts,
-    quantized_loading,
     train,
     with_lora,
 )
@@ -41,7 +42,7 @@ ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected", "Air traffic control sentence 
                      "Air traffic control sentence")  # fmt: skip
 
 
-def load_corrector(model: Any, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
+def load_corrector(model: ModelConfig, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
     """Tokenizer and causal LM (quantized on CUDA), with a saved adapter on top when given.
 
     Args:
@@ -50,23 +51,7 @@ def load_corrector(model: Any, quantization: str, adapter: str | None = None) ->
         adapter: a PEFT adapter directory, or a full fine-tuned model directory, or None for the base.
     """
     base = sources.resolve_model(model.name_or_path, model.revision, key="corrector.model.name_or_path")
-    full = adapter is not None and not (Path(adapter) / "adapter_config.json").is_file()
-    shared = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
-    network = AutoModelForCausalLM.from_pretrained(
-        adapter if full else base,
-        device_map={"": 0} if torch.cuda.is_available() else None,
-        **shared,
-        **quantized_loading(quantization),
-    )
-    if adapter is not None and not full:
-        from peft import PeftModel
-
-        network = PeftModel.from_pretrained(network, adapter)
-    tokenizer = AutoTokenizer.from_pretrained(adapter if full else base, **shared)
-    if tokenizer.pad_token is None:
-        # Llama has none; padded positions are masked (left padding, labels -100), so any token will do
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    return tokenizer, network
+    return load_causal_lm(base, adapter, model, quantization)
 
 
 def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool) -> None:
