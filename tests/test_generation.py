@@ -193,4 +193,4 @@ def test_load_causal_lm_reads_base_adapter_or_full_model_with_the_right_tokenize
     assert on_base.peft_config["default"].r == 2 and adapter_tokenizer.pad_token == "<unk>"
     full_tokenizer, full = load_causal_lm(base, str(tmp_path / "full"), settings, "none")
     assert full_tokenizer.pad_token == "<pad>"  # the checkpoint's own tokenizer
-    assert torch.equal(full.lm_head.weight, random_model.lm_head.weight)
+    assert torch.equal(full.lm_head.weight.cpu(), random_model.lm_head.weight)

@@ -25,10 +25,11 @@ from hw.generation import (
 )
 from hw.training import (
     build_trainer,
-    evaluation_history,
+    drop_checkpoints,
     parameter_counts,
     train,
     with_lora,
+    write_trainer_state,
 )
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,9 @@ def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool)
     )
     train(trainer, folder, resume)
     trainer.save_model(str(folder / "model"))
-    trainer.state.save_to_json(str(folder / "trainer_state.json"))
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    history = {"epochs": evaluation_history(trainer.state.log_history), "model": parameter_counts(model)}
-    runs.write_json(folder / "history.json", {**history, "losses": losses, "pairs": len(examples)})
-    import shutil
-
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    write_trainer_state(trainer, folder)  # its losses make the report's corrector table
+    runs.write_json(folder / "history.json", {"pairs": len(examples), "model": parameter_counts(model)})
+    drop_checkpoints(folder)
 
 
 def similar_pairs(queries: list[str], pool: list[str], k: int, batch_size: int = 256) -> list[list[int]]:
