@@ -8,7 +8,7 @@ import pytest
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from hw.config import LoraConfig, TrainConfig
-from hw.training import LengthGroupedBatches, build_trainer, with_lora
+from hw.training import LengthGroupedBatches, build_trainer, drop_checkpoints, with_lora
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -92,3 +92,13 @@ def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -
     if adapted:
         model = with_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
     assert _trainer(model, tmp_path).model_accepts_loss_kwargs is True
+
+
+def test_drop_checkpoints_keeps_everything_but_the_trainers_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints" / "checkpoint-8").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "trainer_state.json").write_text("{}")
+    drop_checkpoints(tmp_path)
+    drop_checkpoints(tmp_path)  # already gone: nothing to do
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "trainer_state.json"]
