@@ -265,6 +265,12 @@ def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
     trainer.train(resume_from_checkpoint=checkpoint)
 
 
+def drop_checkpoints(run_dir: Path) -> None:
+    """Delete the Trainer's `checkpoints/` (`training_arguments`) once training is over and the model saved:
+    they only serve resuming a killed run."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
     """The newest `checkpoint-<step>` directory the Trainer finished saving; None when there is none."""
     return next((str(directory) for directory in _checkpoints(checkpoints) if _complete(directory)), None)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from hw.config import LoraConfig, ModelConfig
 from hw.errors import HwError
 from hw.generation import (
     IGNORE_INDEX,
@@ -13,9 +14,11 @@ from hw.generation import (
     build_prompt,
     extract_answer,
     generate_batch,
+    load_causal_lm,
     tokenize_example,
 )
 from hw.tiny.causal_lm import build_tokenizer
+from hw.training import with_lora
 
 RECORD = {
     "instruction": "以下是一首唐詩的第一句話，請用你的知識判斷並完成整首詩。",
@@ -166,3 +169,28 @@ def test_extract_answer_takes_caller_prefixes_for_other_tasks():
     raw = "Corrected: 'lufthansa 531 contact zurich' Explanation: I fixed the callsign."
     prefixes = (*ROLE_PREFIXES, "Corrected")
     assert extract_answer(raw, role_prefixes=prefixes) == "lufthansa 531 contact zurich"
+
+
+def test_load_causal_lm_reads_base_adapter_or_full_model_with_the_right_tokenizer(
+    tokenizer, random_model, tmp_path
+):
+    no_pad = copy.deepcopy(tokenizer)
+    no_pad.pad_token = None
+    random_model.save_pretrained(tmp_path / "base")
+    no_pad.save_pretrained(tmp_path / "base")
+    adapted = with_lora(
+        copy.deepcopy(random_model), LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), "CAUSAL_LM"
+    )
+    adapted.save_pretrained(tmp_path / "adapter")  # no tokenizer saved beside it
+    random_model.save_pretrained(tmp_path / "full")
+    tokenizer.save_pretrained(tmp_path / "full")
+    base, settings = str(tmp_path / "base"), ModelConfig(name_or_path="unused")
+
+    plain_tokenizer, plain = load_causal_lm(base, None, settings, "none")
+    assert plain_tokenizer.pad_token == "<unk>"  # Llama's fallback: the base saved none
+    assert not hasattr(plain, "disable_adapter")
+    adapter_tokenizer, on_base = load_causal_lm(base, str(tmp_path / "adapter"), settings, "none")
+    assert on_base.peft_config["default"].r == 2 and adapter_tokenizer.pad_token == "<unk>"
+    full_tokenizer, full = load_causal_lm(base, str(tmp_path / "full"), settings, "none")
+    assert full_tokenizer.pad_token == "<pad>"  # the checkpoint's own tokenizer
+    assert torch.equal(full.lm_head.weight.cpu(), random_model.lm_head.weight)

@@ -9,7 +9,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from hw.config import LoraConfig, TrainConfig
-from hw.training import LengthGroupedBatches, build_trainer, parameter_counts, with_lora
+from hw.training import LengthGroupedBatches, build_trainer, drop_checkpoints, parameter_counts, with_lora
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -102,3 +102,13 @@ def test_a_4bit_weight_counts_two_weights_per_byte() -> None:
     model = torch.nn.Linear(8, 4)  # 32 weights + 4 biases
     model.weight = Params4bit(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)
     assert parameter_counts(model) == {"trainable_parameters": 4, "total_parameters": 36}
+
+
+def test_drop_checkpoints_keeps_everything_but_the_trainers_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints" / "checkpoint-8").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "trainer_state.json").write_text("{}")
+    drop_checkpoints(tmp_path)
+    drop_checkpoints(tmp_path)  # already gone: nothing to do
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "trainer_state.json"]

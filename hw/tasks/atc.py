@@ -21,6 +21,10 @@ from hw.tasks import atc_asr, atc_correct, atc_score
 log = logging.getLogger(__name__)
 
 STAGES = ("asr_train", "transcribe", "pairs", "corrector_train", "correct", "score")
+# Version of the transcript and correction rows, part of the transcribe stage's key and so, through the
+# upstream keys, of correct's and score's: a run directory from an older hw recomputes the three rather than
+# read rows of another shape. 1: joined on file names; 2: rows carry `index`, the clip's position in its set.
+ROW_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:
                       "asr": asr_settings, "lora": settings["lora"]},
         "transcribe": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
                        "data": {key: data[key] for key in ("eval_sets", "max_eval_samples", "text_column",
-                                                           "shuffle_seed")}},
+                                                           "shuffle_seed")}, "rows": ROW_FORMAT},
         "pairs": {"model": settings["model"], "decoding": decoding, "precision": cfg.train.precision,
                   "data": training_data},
         "corrector_train": {key: corrector[key] for key in training},
@@ -308,9 +312,11 @@ def _write_outputs(
     transcripts_dir = stages_dir / "transcribe"
     clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
     pairs_file = stages_dir / "pairs" / "pairs.jsonl"
-    pairs = {"corrector pairs": len(runs.read_jsonl(pairs_file))} if "pairs" in [r.name for r in done] else {}
+    ran = {result.name for result in done}
+    pairs = {"corrector pairs": len(runs.read_jsonl(pairs_file))} if "pairs" in ran else {}
     stage_rows = [[result.name, result.key, "computed" if result.computed else "cached", result.seconds]
                   for result in done]  # fmt: skip
+    fine_tuning = [_corrector_training(stages_dir / "corrector_train")] if "corrector_train" in ran else []
     runs.write_json(
         run_dir / "metrics.json",
         {
@@ -319,7 +325,7 @@ def _write_outputs(
             "weights": _weights(cfg, fine_tuned_asr, corrector),
             "data": {row[0]: row[2] for row in clips} | pairs,
             "model": history.get("model", {}),
-            "tables": scores["tables"] + [
+            "tables": scores["tables"] + fine_tuning + [
                 {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
                  *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
                 {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
@@ -331,6 +337,21 @@ def _write_outputs(
         },
     )  # fmt: skip
     return scores["final"]
+
+
+def _corrector_training(folder: Path) -> dict[str, Any]:
+    """The corrector's fine-tuning as a one-row table: its pairs, parameters, steps and training loss."""
+    history, state = runs.read_json(folder / "history.json"), runs.read_json(folder / "trainer_state.json")
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry] or ["—"]
+    mean = next(entry["train_loss"] for entry in state["log_history"] if "train_loss" in entry)
+    model = history["model"]
+    return {
+        "title": "Corrector fine-tuning (loss on the answer tokens; the corrector has no validation split)",
+        "columns": ["Pairs trained on", "Trainable parameters", "Total parameters", "Steps",
+                    "Loss at the first logging step", "Loss at the last logging step", "Mean loss"],
+        "rows": [[history["pairs"], model["trainable_parameters"], model["total_parameters"],
+                  state["global_step"], losses[0], losses[-1], mean]],
+    }  # fmt: skip
 
 
 def _weights(cfg: AtcConfig, fine_tuned_asr: str | None, corrector: str | None) -> str:

@@ -1,14 +1,13 @@
 """`hw atc` ASR stages: fine-tune Whisper on the training split, and transcribe the evaluation sets and the
 training split (the corrector's pairs) with the zero-shot and fine-tuned models."""
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hw import runs, sources, speech
 from hw.atc_text import normalize, words_to_digits
 from hw.errors import HwError
-from hw.training import evaluation_history, parameter_counts, with_lora, write_trainer_state
+from hw.training import drop_checkpoints, evaluation_history, parameter_counts, with_lora, write_trainer_state
 
 if TYPE_CHECKING:  # the config lives with the task's entry point, which imports this module
     from hw.tasks.atc import AtcConfig
@@ -89,12 +88,7 @@ def train_asr(cfg: "AtcConfig", folder: Path) -> None:
     write_trainer_state(trainer, folder)
     history = {"epochs": evaluation_history(trainer.state.log_history), "model": parameter_counts(model)}
     runs.write_json(folder / "history.json", {**history, "clips": counts})
-    _drop_checkpoints(folder)
-
-
-def _drop_checkpoints(folder: Path) -> None:
-    """Trainer checkpoints only serve resuming a killed stage; a finished one keeps `model/` alone."""
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    drop_checkpoints(folder)
 
 
 def _load_asr(cfg: "AtcConfig", weights: str | None) -> tuple[Any, Any]:
@@ -127,7 +121,8 @@ def _transcripts(model: Any, processor: Any, features: Any, cfg: "AtcConfig") ->
 
 
 def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path) -> None:
-    """`transcripts.jsonl`: per evaluation clip its reference and the zero-shot and fine-tuned transcripts."""
+    """`transcripts.jsonl`: per evaluation clip its position in its set, file name (a label), reference, and the
+    zero-shot and fine-tuned transcripts."""
     processor, model = _load_asr(cfg, None)
     rows, counts = [], []
     features = {}
@@ -152,6 +147,7 @@ def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path)
         ):
             row = {
                 "set": name,
+                "index": index,  # identifies the clip: file names repeat, or are missing (`speech.clip_name`)
                 "audio_id": file,
                 "seconds": round(float(duration), 2),
                 "reference": reference,

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
+from transformers import DataCollatorForSeq2Seq
 
 from hw import runs, sources
+from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.generation import (
     ATC_RAG_EXAMPLE,
@@ -18,16 +19,17 @@ from hw.generation import (
     ROLE_PREFIXES,
     extract_answer,
     generate_batch,
+    load_causal_lm,
     raw_format,
     tokenize_example,
 )
 from hw.training import (
     build_trainer,
-    evaluation_history,
+    drop_checkpoints,
     parameter_counts,
-    quantized_loading,
     train,
     with_lora,
+    write_trainer_state,
 )
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected", "Air traffic control sentence 
                      "Air traffic control sentence")  # fmt: skip
 
 
-def load_corrector(model: Any, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
+def load_corrector(model: ModelConfig, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
     """Tokenizer and causal LM (quantized on CUDA), with a saved adapter on top when given.
 
     Args:
@@ -50,23 +52,7 @@ def load_corrector(model: Any, quantization: str, adapter: str | None = None) ->
         adapter: a PEFT adapter directory, or a full fine-tuned model directory, or None for the base.
     """
     base = sources.resolve_model(model.name_or_path, model.revision, key="corrector.model.name_or_path")
-    full = adapter is not None and not (Path(adapter) / "adapter_config.json").is_file()
-    shared = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
-    network = AutoModelForCausalLM.from_pretrained(
-        adapter if full else base,
-        device_map={"": 0} if torch.cuda.is_available() else None,
-        **shared,
-        **quantized_loading(quantization),
-    )
-    if adapter is not None and not full:
-        from peft import PeftModel
-
-        network = PeftModel.from_pretrained(network, adapter)
-    tokenizer = AutoTokenizer.from_pretrained(adapter if full else base, **shared)
-    if tokenizer.pad_token is None:
-        # Llama has none; padded positions are masked (left padding, labels -100), so any token will do
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    return tokenizer, network
+    return load_causal_lm(base, adapter, model, quantization)
 
 
 def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool) -> None:
@@ -98,13 +84,9 @@ def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool)
     )
     train(trainer, folder, resume)
     trainer.save_model(str(folder / "model"))
-    trainer.state.save_to_json(str(folder / "trainer_state.json"))
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    history = {"epochs": evaluation_history(trainer.state.log_history), "model": parameter_counts(model)}
-    runs.write_json(folder / "history.json", {**history, "losses": losses, "pairs": len(examples)})
-    import shutil
-
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    write_trainer_state(trainer, folder)  # its losses make the report's corrector table
+    runs.write_json(folder / "history.json", {"pairs": len(examples), "model": parameter_counts(model)})
+    drop_checkpoints(folder)
 
 
 def similar_pairs(queries: list[str], pool: list[str], k: int, batch_size: int = 256) -> list[list[int]]:
@@ -157,8 +139,9 @@ def correct(
 ) -> None:
     """`corrections.jsonl`: every (evaluation clip, ASR) hypothesis corrected by each available corrector.
 
-    A row holds the raw generation, the extracted answer, and `fallback: true` when nothing could be extracted
-    and the hypothesis itself stands as the answer.
+    A row names its clip as the transcript does (`set` and `index`, its position there) and holds the raw
+    generation, the extracted answer, and `fallback: true` when nothing could be extracted and the hypothesis
+    itself stands as the answer.
     """
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
     systems = [system for system in ("zero_shot", "fine_tuned") if system in transcripts[0]]
@@ -182,7 +165,8 @@ def correct(
     for name, outputs in raw.items():
         for (row, system), hypothesis, text in zip(cells, hypotheses, outputs, strict=True):
             answer = extract_answer(text, stop_markers=ATC_STOP_MARKERS, role_prefixes=ATC_ROLE_PREFIXES)
-            rows.append({"set": row["set"], "audio_id": row["audio_id"], "asr": system, "corrector": name,
-                         "raw": text, "answer": answer or hypothesis, "fallback": not answer})  # fmt: skip
+            rows.append({"set": row["set"], "index": row["index"], "audio_id": row["audio_id"], "asr": system,
+                         "corrector": name, "raw": text, "answer": answer or hypothesis,
+                         "fallback": not answer})  # fmt: skip
     runs.write_jsonl(folder / "corrections.jsonl", rows)
     log.info("corrected %d hypotheses with %s", len(hypotheses), ", ".join(raw))

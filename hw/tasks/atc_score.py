@@ -38,11 +38,9 @@ def score(
     S/D/I, the better/worse/unchanged shares and the fallbacks, with the published figures under each matrix.
     """
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
-    answers: dict[tuple[str, str, str], dict[str, dict]] = {}
-    for row in runs.read_jsonl(corrections_dir / "corrections.jsonl"):
-        answers.setdefault((row["set"], row["asr"], row["corrector"]), {})[row["audio_id"]] = row
+    answers = _by_clip(runs.read_jsonl(corrections_dir / "corrections.jsonl"))
     systems = [system for system in ASR_NAMES if system in transcripts[0]]
-    correctors = [name for name in CORRECTORS if name == "none" or any(key[2] == name for key in answers)]
+    correctors = [name for name in CORRECTORS if name == "none" or any(key[3] == name for key in answers)]
     final, tables = {}, []
     for evaluation_set in dict.fromkeys(row["set"] for row in transcripts):
         rows = [row for row in transcripts if row["set"] == evaluation_set]
@@ -51,8 +49,9 @@ def score(
         for system in systems:
             uncorrected = asr.score([row[system] for row in rows], references, normalizer)
             for corrector in correctors:
-                cell = answers.get((evaluation_set, system, corrector), {})
-                corrected = [cell[row["audio_id"]] for row in rows] if corrector != "none" else []
+                corrected = (
+                    [answers[_clip(row, system, corrector)] for row in rows] if corrector != "none" else []
+                )
                 result = (
                     asr.score([row["answer"] for row in corrected], references, normalizer)
                     if corrected
@@ -70,6 +69,23 @@ def score(
     runs.write_jsonl(
         folder / "samples.jsonl", _samples(transcripts, answers, systems, correctors, samples_seed)
     )
+
+
+def _by_clip(corrections: list[dict]) -> dict[tuple[str, int, str, str], dict]:
+    """Corrections keyed by clip and cell: (set, position in the set, ASR, corrector).
+
+    The position, not the file name, identifies a clip: audio stored as bytes may have no path (every such
+    clip is named `(embedded bytes)`), segments cut from one recording may share its path, and a dict keyed on
+    a repeated name keeps only its last row, giving every clip of that name the same correction.
+    """
+    answers = {(row["set"], row["index"], row["asr"], row["corrector"]): row for row in corrections}
+    assert len(answers) == len(corrections), "one correction per clip and cell"
+    return answers
+
+
+def _clip(transcript: dict, system: str, corrector: str) -> tuple[str, int, str, str]:
+    """The `_by_clip` key of one transcript's correction."""
+    return transcript["set"], transcript["index"], system, corrector
 
 
 def _errors(utterance: asr.UtteranceScore) -> int:
@@ -118,9 +134,7 @@ def _samples(
         for system in systems:
             sample[system] = row[system]
             for corrector in correctors[1:]:
-                sample[f"{system}+{corrector}"] = answers[(row["set"], system, corrector)][row["audio_id"]][
-                    "answer"
-                ]
+                sample[f"{system}+{corrector}"] = answers[_clip(row, system, corrector)]["answer"]
         samples.append(sample)
     random.Random(seed).shuffle(samples)
     return samples

@@ -10,7 +10,7 @@ from statistics import mean
 from typing import Any, Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, set_seed
+from transformers import DataCollatorForSeq2Seq, set_seed
 
 from hw import runs, sources, tiny
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
@@ -22,6 +22,7 @@ from hw.generation import (
     build_prompt,
     extract_answer,
     generate_batch,
+    load_causal_lm,
     tokenize_example,
 )
 from hw.metrics.poem import score_poems, split_clauses, strip_echo
@@ -29,7 +30,6 @@ from hw.training import (
     build_trainer,
     evaluation_history,
     parameter_counts,
-    quantized_loading,
     train,
     with_lora,
     write_trainer_state,
@@ -306,25 +306,9 @@ def _load_model(cfg: TangConfig) -> tuple[Any, Any, str]:
     """Tokenizer, model (quantized on CUDA; new adapters to train, or saved ones) and a sentence naming the weights."""
     base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
-    adapter = checkpoint if checkpoint and (Path(checkpoint) / "adapter_config.json").is_file() else None
-    shared = {"revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code}
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint if checkpoint and not adapter else base,
-        device_map={"": runs.local_rank()} if torch.cuda.is_available() else None,  # one GPU per process
-        **shared,
-        **quantized_loading(cfg.quantization),
-    )
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-    elif not cfg.run.eval_only:
+    tokenizer, model = load_causal_lm(base, checkpoint, cfg.model, cfg.quantization)
+    if not hasattr(model, "disable_adapter") and not cfg.run.eval_only:  # no saved adapter loaded: new ones
         model = with_lora(model, cfg.lora, task_type="CAUSAL_LM")
-    own_tokenizer = checkpoint and (Path(checkpoint) / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint if own_tokenizer else base, **shared)
-    if tokenizer.pad_token is None:
-        # the course pads with id 0, Llama's <unk>; padded labels are -100, so padding never enters the loss
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     weights = (
         f"checkpoint {cfg.run.checkpoint}" if checkpoint else f"untuned base model {cfg.model.name_or_path}"
     )

@@ -91,6 +91,14 @@ def test_matrix_tables_samples_and_report(tiny_run) -> None:
     assert metrics["data"]["corrector pairs"] == 512
 
 
+def test_corrector_training_loss_is_reported(tiny_run) -> None:
+    tables = {table["title"].split(" (")[0]: table for table in _metrics(tiny_run[0])["tables"]}
+    [[pairs, trainable, total, steps, first, last, mean]] = tables["Corrector fine-tuning"]["rows"]
+    assert (pairs, steps) == (512, 128)  # the tiny preset: 512 pairs / batch 16 × 4 epochs
+    assert 0 < trainable < total
+    assert last < mean < first
+
+
 def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
     import datasets
 
