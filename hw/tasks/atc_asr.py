@@ -38,10 +38,6 @@ def check_data(cfg: "AtcConfig") -> None:
         _split(evaluation.dataset, evaluation.config_name, evaluation.revision, evaluation.split, key, cfg)
 
 
-def _subset(split: Any, limit: int | None, seed: int) -> Any:
-    return split if limit is None or limit >= len(split) else split.shuffle(seed=seed).select(range(limit))
-
-
 def _features(split: Any, processor: Any, name: str, dataset: str) -> tuple[Any, list[Any]]:
     """Usable log-mel features of a split (cached by `datasets`), and its row of the clip-count table."""
     computed = speech.cached_features(split, processor, MAX_LABEL_TOKENS, desc=f"Log-mel features ({name})")
@@ -74,7 +70,7 @@ def train_asr(cfg: "AtcConfig", folder: Path) -> None:
         ("validation", data.validation_split, data.max_validation_samples),
     ):
         split = _split(data.dataset, data.config_name, data.revision, split_name, f"data.{name}_split", cfg)
-        split = _labels_as_configured(_subset(split, limit, data.shuffle_seed), cfg.asr.target_text)
+        split = _labels_as_configured(sources.subset(split, limit, data.shuffle_seed), cfg.asr.target_text)
         features[name], row = _features(split, processor, name, data.dataset)
         counts.append(row)
     model = speech.load_whisper(source, cfg.model.revision)
@@ -131,7 +127,7 @@ def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path)
         split = _split(
             evaluation.dataset, evaluation.config_name, evaluation.revision, evaluation.split, key, cfg
         )
-        split = _subset(split, cfg.data.max_eval_samples, cfg.data.shuffle_seed)
+        split = sources.subset(split, cfg.data.max_eval_samples, cfg.data.shuffle_seed)
         features[evaluation.name], row = _features(split, processor, evaluation.name, evaluation.dataset)
         counts.append(row)
     systems = {"zero_shot": model}
@@ -163,7 +159,7 @@ def transcribe_pairs(cfg: "AtcConfig", folder: Path) -> None:
     processor, model = _load_asr(cfg, None)
     split = _split(data.dataset, data.config_name, data.revision, data.train_split, "data.train_split", cfg)
     features, _ = _features(
-        _subset(split, data.max_train_samples, data.shuffle_seed), processor, "pairs", data.dataset
+        sources.subset(split, data.max_train_samples, data.shuffle_seed), processor, "pairs", data.dataset
     )
     hypotheses = _transcripts(model, processor, features, cfg)
     rows = [
