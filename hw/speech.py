@@ -334,6 +334,18 @@ def transcribe_features(
     return transcripts
 
 
+def transcribe_dataset(model: Any, processor: Any, features: Any, decoding: Decoding) -> list[str]:
+    """Greedy transcripts of a `speech_features` dataset (its `input_features` and `duration`), in its order."""
+    arrays = features.with_format("numpy", columns=["input_features"])
+    return transcribe_features(
+        model,
+        processor,
+        lambda indices: arrays[indices]["input_features"],
+        list(features["duration"]),
+        decoding,
+    )
+
+
 def transcribe(model: Any, processor: Any, waveforms: Sequence[np.ndarray], decoding: Decoding) -> list[str]:
     """Greedy transcripts of 16 kHz waveforms (each at most the encoder's window), in input order."""
 

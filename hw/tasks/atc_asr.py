@@ -105,15 +105,8 @@ def _load_asr(cfg: "AtcConfig", weights: str | None) -> tuple[Any, Any]:
 
 def _transcripts(model: Any, processor: Any, features: Any, cfg: "AtcConfig") -> list[str]:
     """Greedy transcripts in duration-sorted batches, in dataset order."""
-    arrays = features.with_format("numpy", columns=["input_features"])
     decoding = speech.Decoding(cfg.asr.language, "transcribe", cfg.asr.batch_size, cfg.asr.max_new_tokens)
-    return speech.transcribe_features(
-        model,
-        processor,
-        lambda indices: arrays[indices]["input_features"],
-        list(features["duration"]),
-        decoding,
-    )
+    return speech.transcribe_dataset(model, processor, features, decoding)
 
 
 def transcribe_eval_sets(cfg: "AtcConfig", fine_tuned: str | None, folder: Path) -> None:

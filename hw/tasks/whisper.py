@@ -269,15 +269,8 @@ def _inference_model(
 
 def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:
     """Greedy transcripts of the eval clips, in duration-sorted batches, returned in dataset order."""
-    arrays = eval_features.with_format("numpy", columns=["input_features"])
     decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
-    return speech.transcribe_features(
-        model,
-        processor,
-        lambda indices: arrays[indices]["input_features"],
-        list(eval_features["duration"]),
-        decoding,
-    )
+    return speech.transcribe_dataset(model, processor, eval_features, decoding)
 
 
 def _scores(hypotheses: list[str], references: list[str], evaluation: WhisperEval) -> dict[str, asr.AsrScore]:
