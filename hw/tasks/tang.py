@@ -307,7 +307,7 @@ def _load_model(cfg: TangConfig) -> tuple[Any, Any, str]:
     base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
     tokenizer, model = load_causal_lm(base, checkpoint, cfg.model, cfg.quantization)
-    if not hasattr(model, "disable_adapter") and not cfg.run.eval_only:  # no saved adapter loaded: new ones
+    if not cfg.run.eval_only:  # training starts from the base (--checkpoint is read with --eval-only only)
         model = with_lora(model, cfg.lora, task_type="CAUSAL_LM")
     weights = (
         f"checkpoint {cfg.run.checkpoint}" if checkpoint else f"untuned base model {cfg.model.name_or_path}"
