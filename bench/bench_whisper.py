@@ -159,8 +159,9 @@ def _prepare(split, processor, scratch: Path) -> tuple:
 def _adapted(base: str, adapter: Path):
     """The base with the adapter applied, unmerged (a `PeftModel`), language set as `hw whisper` sets it."""
     from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
 
-    model = speech.load_whisper(base)
+    model = WhisperForConditionalGeneration.from_pretrained(base)
     speech.set_language(model, "fr")
     return PeftModel.from_pretrained(model, str(adapter))
 

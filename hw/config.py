@@ -18,6 +18,11 @@ import yaml
 
 from hw.errors import ConfigError, HwError
 
+# bitsandbytes quantization of weights while loading (CUDA only): QLoRA's NF4, LLM.int8(), or full precision.
+Quantization = Literal["8bit", "4bit", "none"]
+# Keys of earlier versions: a config that still uses one is told the new spelling.
+RENAMED_KEYS = {"load_in_8bit": "quantization (8bit, 4bit or none)"}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -284,6 +289,8 @@ def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
     for key in data.keys() - fields.keys():
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean {path}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+        if key in RENAMED_KEYS:
+            hint = f"; it was renamed: use {path}{RENAMED_KEYS[key]}"
         if "token" in key.lower():  # a config is saved with every run and shared: secrets stay out of it
             hint = "; a Hub token is read only from the HF_TOKEN environment variable, never from a config"
         problems.append(f"{path}{key}: unknown key{hint}")

@@ -1,4 +1,4 @@
-"""Causal-LM helpers shared by tang and atc: loading, prompts, training examples, batched generation, answers.
+"""Causal-LM helpers shared by tang and atc: prompts, training examples, batched generation, answers.
 
 One function, `build_prompt`, turns a record into the prompt *and* the training target, so what the
 model is trained on and what it is asked at generation time cannot drift apart.
@@ -8,11 +8,8 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from hw import runs
-from hw.config import ModelConfig
 from hw.errors import HwError
 
 logger = logging.getLogger(__name__)
@@ -147,42 +144,6 @@ def tokenize_example(
         masked = min(len(prompt_ids), len(labels))
         labels[:masked] = [IGNORE_INDEX] * masked
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
-
-
-def load_causal_lm(base: str, weights: str | None, model: ModelConfig, quantization: str) -> tuple[Any, Any]:
-    """Tokenizer and causal LM, quantized while loading on CUDA (one GPU per process), adapter on top if saved.
-
-    Args:
-        base: the base model, resolved (`sources.resolve_model`).
-        weights: a saved PEFT adapter directory (loaded onto the base), a full fine-tuned model directory, or
-            None for the base alone. Its own tokenizer is used when it saved one, else the base's.
-        model: the `ModelConfig` whose revision and trust_remote_code apply.
-        quantization: `4bit`, `8bit` or `none` (`training.quantized_loading`).
-    """
-    import torch  # deferred, as in generate_batch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hw.training import quantized_loading
-
-    adapter = weights is not None and (Path(weights) / "adapter_config.json").is_file()
-    shared = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
-    network = AutoModelForCausalLM.from_pretrained(
-        base if weights is None or adapter else weights,
-        device_map={"": runs.local_rank()} if torch.cuda.is_available() else None,
-        **shared,
-        **quantized_loading(quantization),
-    )
-    if adapter:
-        from peft import PeftModel
-
-        network = PeftModel.from_pretrained(network, weights)
-    own_tokenizer = weights is not None and (Path(weights) / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(weights if own_tokenizer else base, **shared)
-    if tokenizer.pad_token is None:
-        # Llama has none (the course pads with id 0, its <unk>); padding is masked everywhere (left padding
-        # with an attention mask in generation, labels -100 in training), so any token will do.
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    return tokenizer, network
 
 
 def generate_batch(

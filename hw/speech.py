@@ -1,8 +1,7 @@
 """Whisper plumbing shared by the speech homeworks: processor and prefix tokens, clips to features, collator,
-model loading and batched transcription sorted by duration."""
+fine-tuning and batched transcription sorted by duration (weights load in `hw.models`)."""
 
 import csv
-import importlib.util
 import io
 import logging
 import os
@@ -49,47 +48,6 @@ def set_language(model: Any, language: str, task: str = "transcribe") -> None:
     model.generation_config.task = task
     model.generation_config.forced_decoder_ids = None
     model.config.forced_decoder_ids = None
-
-
-def load_whisper(source: str, revision: str = "main", *, load_in_8bit: bool = False) -> Any:
-    """`WhisperForConditionalGeneration` from a resolved source, in 8-bit (bitsandbytes) when asked and on CUDA.
-
-    Without CUDA, 8-bit is impossible (bitsandbytes kernels are GPU code): the model loads in full precision
-    and the log says so.
-    """
-    from transformers import BitsAndBytesConfig, WhisperForConditionalGeneration
-
-    options: dict[str, Any] = {"revision": revision}
-    if load_in_8bit and torch.cuda.is_available():
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise HwError(
-                "load_in_8bit: true needs bitsandbytes, which is not installed; pip install 'hw[gpu]', "
-                "or pass --set load_in_8bit=false to train without quantization"
-            )
-        options.update(
-            quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": runs.local_rank()}
-        )
-    elif load_in_8bit:
-        log.info("no CUDA device: loading %s in full precision (fp32) instead of 8-bit", source)
-    return WhisperForConditionalGeneration.from_pretrained(source, **options)
-
-
-def for_inference(model: Any, precision: str = "auto") -> Any:
-    """Merge a LoRA adapter into its base (`merge_and_unload`), move to the GPU in half precision, eval mode.
-
-    Args:
-        model: a Whisper model, possibly a `PeftModel`.
-        precision: `auto`, `bf16`, `fp16` or `fp32` as `TrainConfig.precision`; fp32 on CPU.
-    """
-    from hw.training import precision_flags
-
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    if torch.cuda.is_available():
-        flags = precision_flags(precision)
-        dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
-        model = model.to("cuda", dtype=dtype)
-    return model.eval()
 
 
 def load_clip(clip: str | dict) -> np.ndarray:

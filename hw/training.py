@@ -1,7 +1,6 @@
-"""The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer, with PEFT adapters."""
+"""The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer; resuming, histories."""
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import re
@@ -21,8 +20,7 @@ from transformers import (
 )
 
 from hw import runs
-from hw.config import LoraConfig, TrainConfig
-from hw.errors import HwError
+from hw.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -169,69 +167,6 @@ def _loss_counts_tokens(model: Any) -> bool:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT adapters
     return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
-
-
-def quantized_loading(quantization: str) -> dict[str, Any]:
-    """`from_pretrained` arguments that quantize the weights with bitsandbytes while loading.
-
-    `4bit` is QLoRA's NF4 with double quantization (Dettmers et al. 2023), computing in bf16 where the GPU has
-    it, else fp16; `8bit` is LLM.int8(). bitsandbytes needs CUDA: without it the model loads in full
-    precision, and the log says so. `none` asks for full precision.
-
-    Raises:
-        HwError: if quantization is asked on a CUDA machine without bitsandbytes installed.
-    """
-    if quantization == "none":
-        return {}
-    if not torch.cuda.is_available():
-        log.warning(
-            "no CUDA device: %s quantization (bitsandbytes) needs one, so the model loads in full precision",
-            quantization,
-        )
-        return {}
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise HwError(
-            f"quantization {quantization!r} needs bitsandbytes, which is not installed; "
-            "run `pip install 'hw[gpu]'` or set quantization: none"
-        )
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "8bit":
-        return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
-    compute_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {
-        "quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
-        )
-    }
-
-
-def with_lora(model: Any, lora: LoraConfig, task_type: str) -> Any:
-    """Wrap a model with PEFT LoRA adapters; everything else is frozen except `modules_to_save`.
-
-    A model loaded in 4 or 8 bits is first prepared for k-bit training (norms in fp32, activation
-    checkpointing on), as QLoRA does. Checkpointing is non-reentrant: peft turns no kwargs into `{}`, which torch
-    reads as reentrant, and reentrant checkpointing fails under DDP with find_unused_parameters, which the
-    Trainer sets for any PEFT model ("Expected to mark a variable ready only once", peft issue #313).
-    """
-    import peft
-
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = peft.prepare_model_for_kbit_training(
-            model, gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
-    adapter = peft.LoraConfig(
-        task_type=task_type,
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        modules_to_save=list(lora.modules_to_save) or None,
-    )
-    return peft.get_peft_model(model, adapter)
 
 
 def parameter_counts(model: Any) -> dict[str, int]:

@@ -14,11 +14,10 @@ from hw.generation import (
     build_prompt,
     extract_answer,
     generate_batch,
-    load_causal_lm,
     tokenize_example,
 )
+from hw.models import Weights, add_lora, causal_lm
 from hw.tiny.causal_lm import build_tokenizer
-from hw.training import with_lora
 
 RECORD = {
     "instruction": "以下是一首唐詩的第一句話，請用你的知識判斷並完成整首詩。",
@@ -178,7 +177,7 @@ def test_load_causal_lm_reads_base_adapter_or_full_model_with_the_right_tokenize
     no_pad.pad_token = None
     random_model.save_pretrained(tmp_path / "base")
     no_pad.save_pretrained(tmp_path / "base")
-    adapted = with_lora(
+    adapted = add_lora(
         copy.deepcopy(random_model), LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), "CAUSAL_LM"
     )
     adapted.save_pretrained(tmp_path / "adapter")  # no tokenizer saved beside it
@@ -186,11 +185,15 @@ def test_load_causal_lm_reads_base_adapter_or_full_model_with_the_right_tokenize
     tokenizer.save_pretrained(tmp_path / "full")
     base, settings = str(tmp_path / "base"), ModelConfig(name_or_path="unused")
 
-    plain_tokenizer, plain = load_causal_lm(base, None, settings, "none")
+    def load(checkpoint: str | None):
+        loaded = causal_lm(Weights(settings, base, checkpoint, checkpoint), "none")
+        return loaded.processor, loaded.model
+
+    plain_tokenizer, plain = load(None)
     assert plain_tokenizer.pad_token == "<unk>"  # Llama's fallback: the base saved none
     assert not hasattr(plain, "disable_adapter")
-    adapter_tokenizer, on_base = load_causal_lm(base, str(tmp_path / "adapter"), settings, "none")
+    adapter_tokenizer, on_base = load(str(tmp_path / "adapter"))
     assert on_base.peft_config["default"].r == 2 and adapter_tokenizer.pad_token == "<unk>"
-    full_tokenizer, full = load_causal_lm(base, str(tmp_path / "full"), settings, "none")
+    full_tokenizer, full = load(str(tmp_path / "full"))
     assert full_tokenizer.pad_token == "<pad>"  # the checkpoint's own tokenizer
     assert torch.equal(full.lm_head.weight.cpu(), random_model.lm_head.weight)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from hw import speech, tiny
+from hw import models, speech, tiny
+from hw.config import ModelConfig
 from hw.errors import HwError
 
 CV_HEADER = [
@@ -167,9 +168,8 @@ def test_features_keep_skipped_clips_as_counted_rows(tmp_path: Path, whisper_dir
 
 
 def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None:
-    processor, model = speech.load_processor(whisper_dir, "fr"), speech.load_whisper(whisper_dir)
-    speech.set_language(model, "fr")
-    model = speech.for_inference(model)
+    loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
+    processor, model = loaded.processor, loaded.model
     waveforms = [_tone(seconds, 16000) for seconds in (0.5, 2.0, 1.0)]
     one_by_one = [
         speech.transcribe(model, processor, [waveform], speech.Decoding("fr", max_new_tokens=8))[0]

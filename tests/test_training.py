@@ -9,7 +9,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from hw.config import LoraConfig, TrainConfig
-from hw.training import LengthGroupedBatches, build_trainer, drop_checkpoints, parameter_counts, with_lora
+from hw.models import add_lora
+from hw.training import LengthGroupedBatches, build_trainer, drop_checkpoints, parameter_counts
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -91,7 +92,7 @@ def test_a_classifier_averages_its_own_loss_so_accumulation_divides_it(tmp_path:
 def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -> None:
     model = LlamaForCausalLM(LlamaConfig(vocab_size=50, num_key_value_heads=2, **SIZES))
     if adapted:
-        model = with_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
+        model = add_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
     assert _trainer(model, tmp_path).model_accepts_loss_kwargs is True
 
 

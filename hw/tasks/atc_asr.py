@@ -4,10 +4,10 @@ training split (the corrector's pairs) with the zero-shot and fine-tuned models.
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hw import runs, sources, speech
+from hw import models, runs, sources, speech
 from hw.atc_text import normalize, words_to_digits
 from hw.errors import HwError
-from hw.training import drop_checkpoints, evaluation_history, parameter_counts, with_lora, write_trainer_state
+from hw.training import drop_checkpoints, evaluation_history, parameter_counts, write_trainer_state
 
 if TYPE_CHECKING:  # the config lives with the task's entry point, which imports this module
     from hw.tasks.atc import AtcConfig
@@ -61,8 +61,8 @@ def _labels_as_configured(split: Any, target_text: str) -> Any:
 
 def train_asr(cfg: "AtcConfig", folder: Path) -> None:
     """Fine-tune Whisper (in full, or LoRA) on the training split; save model, processor and loss history."""
-    source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    processor = speech.load_processor(source, cfg.asr.language, "transcribe", cfg.model.revision)
+    weights = models.resolve(cfg.model)
+    processor = models.whisper_processor(weights, cfg.asr.language)
     data = cfg.data
     features, counts = {}, []
     for name, split_name, limit in (
@@ -73,11 +73,7 @@ def train_asr(cfg: "AtcConfig", folder: Path) -> None:
         split = _labels_as_configured(sources.subset(split, limit, data.shuffle_seed), cfg.asr.target_text)
         features[name], row = _features(split, processor, name, data.dataset)
         counts.append(row)
-    model = speech.load_whisper(source, cfg.model.revision)
-    speech.set_language(model, cfg.asr.language)
-    model.config.use_cache = False  # the cache only serves generation
-    if cfg.lora is not None:
-        model = with_lora(model, cfg.lora, task_type=None)
+    model = models.whisper(weights, cfg.asr.language, training=True, lora=cfg.lora).model
     trainer = speech.fine_tune(model, processor, features, cfg.train, folder, cfg.run.resume)
     trainer.save_model(str(folder / "model"))
     processor.save_pretrained(str(folder / "model"))
@@ -89,18 +85,12 @@ def train_asr(cfg: "AtcConfig", folder: Path) -> None:
 
 def _load_asr(cfg: "AtcConfig", weights: str | None) -> tuple[Any, Any]:
     """Processor and inference model: the base (weights None), a full fine-tuned model, or base + adapter."""
-    source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    processor = speech.load_processor(source, cfg.asr.language, "transcribe", cfg.model.revision)
-    if weights is None:
-        model = speech.load_whisper(source, cfg.model.revision)
-    elif (Path(weights) / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(speech.load_whisper(source, cfg.model.revision), weights)
-    else:
-        model = speech.load_whisper(weights)
-    speech.set_language(model, cfg.asr.language)
-    return processor, speech.for_inference(model, cfg.train.precision)
+    loaded = models.whisper(
+        models.trained_here(models.resolve(cfg.model), weights) if weights else models.resolve(cfg.model),
+        cfg.asr.language,
+        precision=cfg.train.precision,
+    )
+    return loaded.processor, loaded.model
 
 
 def _transcripts(model: Any, processor: Any, features: Any, cfg: "AtcConfig") -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from hw import runs, sources
+from hw import models, runs
 from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.generation import (
@@ -19,7 +19,6 @@ from hw.generation import (
     ROLE_PREFIXES,
     extract_answer,
     generate_batch,
-    load_causal_lm,
     raw_format,
     tokenize_example,
 )
@@ -28,7 +27,6 @@ from hw.training import (
     drop_checkpoints,
     parameter_counts,
     train,
-    with_lora,
     write_trainer_state,
 )
 
@@ -51,15 +49,17 @@ def load_corrector(model: ModelConfig, quantization: str, adapter: str | None = 
         quantization: `4bit`, `8bit` or `none`.
         adapter: a PEFT adapter directory, or a full fine-tuned model directory, or None for the base.
     """
-    base = sources.resolve_model(model.name_or_path, model.revision, key="corrector.model.name_or_path")
-    return load_causal_lm(base, adapter, model, quantization)
+    weights = models.resolve(model, key="corrector.model.name_or_path")
+    loaded = models.causal_lm(models.trained_here(weights, adapter) if adapter else weights, quantization)
+    return loaded.processor, loaded.model
 
 
 def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool) -> None:
     """LoRA (QLoRA on CUDA) fine-tuning on `<s>[INST] {hypothesis} [/INST] {reference}</s>`, loss on the answer."""
     pairs = runs.read_jsonl(pairs_dir / "pairs.jsonl")
-    tokenizer, model = load_corrector(corrector.model, corrector.quantization)
-    model = with_lora(model, corrector.lora, task_type="CAUSAL_LM")
+    weights = models.resolve(corrector.model, key="corrector.model.name_or_path")
+    loaded = models.causal_lm(weights, corrector.quantization, lora=corrector.lora)
+    tokenizer, model = loaded.processor, loaded.model
     prompt_format = raw_format(corrector.fine_tuned_prompt)
     examples = []
     for pair in pairs:

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import DataCollatorWithPadding
 
-from hw import runs, sources
+from hw import models, runs, sources
 from hw.config import ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
 from hw.tasks.qa_postprocess import QAPredictions, postprocess_qa_predictions
@@ -86,12 +86,10 @@ class QAConfig:
 def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the run's artifacts."""
     # Names, then data, then weights: a wrong model path fails before any download, a bad column before any load.
-    if cfg.run.checkpoint:
-        source = sources.resolve_checkpoint(cfg.run.checkpoint)
-    else:
-        source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    source = models.resolve(cfg.model, cfg.run.checkpoint)
     splits = sources.load_splits(cfg.data, COLUMNS, need_train=not cfg.run.eval_only)
-    tokenizer, model, weights = _load_model(cfg, source)
+    loaded = models.question_answering(source, cfg.train.seed)
+    tokenizer, model, weights = loaded.processor, loaded.model, loaded.weights
     with runs.main_process_first():  # tokenized once; other processes read the datasets cache
         features = {name: to_features(split, tokenizer, cfg.data) for name, split in splits.items()}
     scorer = SquadScorer(splits["eval"], features["eval"], cfg.data)
@@ -110,7 +108,7 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     if not cfg.run.eval_only:
         train(trainer, run_dir, cfg.run.resume)
         trainer.save_model(str(run_dir / "model"))
-        weights = f"fine-tuned in this run ({run_dir / 'model'}) from {weights}"
+        weights = models.trained_sentence(run_dir / "model", start=weights)
     metrics = trainer.predict(features["eval"]).metrics
     final = {"exact_match": metrics["test_exact_match"], "f1": metrics["test_f1"]}
     final["validation_loss"] = metrics["test_loss"]
@@ -131,32 +129,6 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     count = f"{len(splits['eval'])} questions ({len(features['eval'])} windows)"
     log.info("EM %.2f, F1 %.2f on %s; weights: %s", final["exact_match"], final["f1"], count, weights)
     return final
-
-
-def _load_model(cfg: QAConfig, source: str) -> tuple[Any, Any, str]:
-    """Tokenizer, QA model from the resolved `source`, and a sentence naming exactly which weights they are."""
-    if cfg.run.checkpoint:
-        revision, described = None, f"checkpoint {cfg.run.checkpoint} ({source})"
-    else:
-        revision, described = cfg.model.revision, f"base model {cfg.model.name_or_path}"
-    set_seed(cfg.train.seed)  # a new QA head starts from the same random weights in every run
-    model, loading = AutoModelForQuestionAnswering.from_pretrained(
-        source, revision=revision, trust_remote_code=cfg.model.trust_remote_code, output_loading_info=True
-    )
-    # A plain encoder has no QA head: those weights are missing from its files and start random.
-    missing = sorted(loading["missing_keys"])
-    described += (
-        f" with {', '.join(missing)} newly initialised (untrained)" if missing else " (QA head included)"
-    )
-    tokenizer_source = (
-        source if (Path(source) / "tokenizer_config.json").is_file() else cfg.model.name_or_path
-    )
-    tokenizer = AutoTokenizer.from_pretrained(
-        sources.resolve_model(tokenizer_source, cfg.model.revision),
-        revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
-    return tokenizer, model, described
 
 
 def to_features(split: Any, tokenizer: Any, data: QAData) -> Any:

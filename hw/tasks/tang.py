@@ -7,13 +7,13 @@ from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from statistics import mean
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import DataCollatorForSeq2Seq, set_seed
 
-from hw import runs, sources, tiny
-from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw import models, runs, tiny
+from hw.config import LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.generation import (
     IGNORE_INDEX,
@@ -22,7 +22,6 @@ from hw.generation import (
     build_prompt,
     extract_answer,
     generate_batch,
-    load_causal_lm,
     tokenize_example,
 )
 from hw.metrics.poem import score_poems, split_clauses, strip_echo
@@ -31,7 +30,6 @@ from hw.training import (
     evaluation_history,
     parameter_counts,
     train,
-    with_lora,
     write_trainer_state,
 )
 
@@ -143,7 +141,7 @@ class TangConfig:
     data: TangData
     train: TrainConfig
     lora: LoraConfig
-    quantization: Literal["4bit", "8bit", "none"] = "4bit"
+    quantization: Quantization = "4bit"
     """bitsandbytes quantization of the frozen base on CUDA (`4bit`: QLoRA's NF4); full precision on a CPU."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     generation: Decoding = field(default_factory=Decoding)
@@ -199,7 +197,13 @@ class Generated:
 def run(cfg: TangConfig, run_dir: Path) -> dict[str, float]:
     """Score the untuned model, fine-tune (unless eval-only), then generate and score the test poems."""
     poems = _load_poems(cfg.data, need_train=not cfg.run.eval_only)
-    tokenizer, model, weights = _load_model(cfg)
+    # New adapters when training, which starts from the base (--checkpoint is read with --eval-only only).
+    loaded = models.causal_lm(
+        models.resolve(cfg.model, cfg.run.checkpoint),
+        cfg.quantization,
+        None if cfg.run.eval_only else cfg.lora,
+    )
+    tokenizer, model, weights = loaded.processor, loaded.model, loaded.weights
     prompt_format = PromptFormat(template=None) if cfg.prompt.chat_template else TANG_FORMAT
     _warn_unknown_characters(tokenizer, poems, cfg.model.name_or_path)
     prompts = [build_prompt(tokenizer, prompt_format, record)[0] for record in poems.test]
@@ -211,7 +215,7 @@ def run(cfg: TangConfig, run_dir: Path) -> dict[str, float]:
     history, losses = [], {}
     if not cfg.run.eval_only:
         history, losses = _fine_tune(model, tokenizer, poems, cfg, run_dir, prompt_format)
-        weights = f"fine-tuned in this run ({run_dir / 'model'})"
+        weights = models.trained_sentence(run_dir / "model")
     tuned = generate(cfg.generation)
     _write_outputs(run_dir, tuned)
     final = {**tuned.summary, **losses}
@@ -300,19 +304,6 @@ def _read_references(data: TangData, directory: Path | None, count: int) -> list
             "give one ground-truth line per test item, in the same order"
         )
     return lines
-
-
-def _load_model(cfg: TangConfig) -> tuple[Any, Any, str]:
-    """Tokenizer, model (quantized on CUDA; new adapters to train, or saved ones) and a sentence naming the weights."""
-    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
-    tokenizer, model = load_causal_lm(base, checkpoint, cfg.model, cfg.quantization)
-    if not cfg.run.eval_only:  # training starts from the base (--checkpoint is read with --eval-only only)
-        model = with_lora(model, cfg.lora, task_type="CAUSAL_LM")
-    weights = (
-        f"checkpoint {cfg.run.checkpoint}" if checkpoint else f"untuned base model {cfg.model.name_or_path}"
-    )
-    return tokenizer, model, weights
 
 
 def _warn_unknown_characters(tokenizer: Any, poems: Poems, model_name: str) -> None:

@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hw import runs, sources, speech
-from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw import models, runs, sources, speech
+from hw.config import LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.training import (
     evaluation_history,
     parameter_counts,
-    with_lora,
     write_trainer_state,
 )
 
@@ -105,8 +104,9 @@ class WhisperConfig:
     """Whisper language code of the speech (`zh`, `fr`); set on the tokenizer and the generation config."""
     task: Literal["transcribe", "translate"] = "transcribe"
     """Whisper task token."""
-    load_in_8bit: bool = True
-    """Load the base model in 8-bit for training (bitsandbytes; CUDA only, full precision elsewhere)."""
+    quantization: Quantization = "8bit"
+    """Quantize the frozen base for training (bitsandbytes; CUDA only, full precision elsewhere): `8bit` (the
+    course's), `4bit` (QLoRA's NF4) or `none`."""
     eval: WhisperEval = field(default_factory=WhisperEval)
     reference: list[ReferenceRun] = field(default_factory=list)
     """Published numbers shown above this run's in the report."""
@@ -128,19 +128,17 @@ class WhisperConfig:
 
 def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
     """Train a LoRA adapter (unless eval-only), transcribe the eval split, and write the run's artifacts."""
-    source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
-    if checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file():
-        processor = speech.load_processor(checkpoint, cfg.language, cfg.task)
-    else:
-        processor = speech.load_processor(source, cfg.language, cfg.task, cfg.model.revision)
+    weights = models.resolve(cfg.model, cfg.run.checkpoint)
+    processor = models.whisper_processor(weights, cfg.language, cfg.task)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
-    features, clip_counts = _features(splits, processor, source, cfg)
+    features, clip_counts = _features(splits, processor, models.max_label_tokens(weights), cfg)
     epochs, counts = [], {}
     if not cfg.run.eval_only:
-        checkpoint, epochs, counts = _train(cfg, source, processor, features, run_dir)
-    model, weights = _inference_model(cfg, source, checkpoint, trained_here=not cfg.run.eval_only)
-    hypotheses = _transcribe(model, processor, features["eval"], cfg)
+        weights, epochs, counts = _train(cfg, weights, processor, features, run_dir)
+    if weights.checkpoint is None:
+        log.info("no --checkpoint: scoring the base model %s as it is", cfg.model.name_or_path)
+    scored = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
+    hypotheses = _transcribe(scored.model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
     if epochs:  # the last validation row also carries the scores, so the report's table shows them
@@ -154,13 +152,13 @@ def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
         {
             "final": final,
             "epochs": epochs,
-            "weights": weights,
+            "weights": scored.weights,
             "data": {name: len(split) for name, split in features.items()},
             "model": counts,
             "tables": _tables(scores, clip_counts),
         },
     )
-    log.info("%s (%s)", " · ".join(f"{key} {value:.4f}" for key, value in final.items()), weights)
+    log.info("%s (%s)", " · ".join(f"{key} {value:.4f}" for key, value in final.items()), scored.weights)
     return final
 
 
@@ -189,12 +187,9 @@ def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
 
 
 def _features(
-    splits: dict[str, Any], processor: Any, source: str, cfg: WhisperConfig
+    splits: dict[str, Any], processor: Any, max_label_tokens: int, cfg: WhisperConfig
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Log-mel features and label ids of the usable clips of each split (cached), and clip counts per split."""
-    from transformers import AutoConfig
-
-    max_label_tokens = AutoConfig.from_pretrained(source, revision=cfg.model.revision).max_target_positions
     kept, counts = {}, []
     for name, split in splits.items():
         computed = speech.cached_features(
@@ -223,48 +218,24 @@ def _features(
 
 
 def _train(
-    cfg: WhisperConfig, source: str, processor: Any, features: dict[str, Any], run_dir: Path
-) -> tuple[str, list[dict[str, Any]], dict[str, int]]:
+    cfg: WhisperConfig, weights: models.Weights, processor: Any, features: dict[str, Any], run_dir: Path
+) -> tuple[models.Weights, list[dict[str, Any]], dict[str, int]]:
     """Train LoRA adapters on the base model; return the saved adapter, the loss rows and parameter counts."""
-    model = speech.load_whisper(source, cfg.model.revision, load_in_8bit=cfg.load_in_8bit)
-    speech.set_language(model, cfg.language, cfg.task)
-    model.config.use_cache = False  # the cache only serves generation; training recomputes everything
-    model = with_lora(model, cfg.lora, task_type=None)
-    counts = parameter_counts(model)
+    trainee = models.whisper(
+        weights, cfg.language, cfg.task, training=True, quantization=cfg.quantization, lora=cfg.lora
+    )
+    counts = parameter_counts(trainee.model)
     log.info(
         "LoRA: %s of %s parameters trainable",
         f"{counts['trainable_parameters']:,}",
         f"{counts['total_parameters']:,}",
     )
-    trainer = speech.fine_tune(model, processor, features, cfg.train, run_dir, cfg.run.resume)
+    trainer = speech.fine_tune(trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume)
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
     write_trainer_state(trainer, run_dir)
-    return str(run_dir / "model"), evaluation_history(trainer.state.log_history), counts
-
-
-def _inference_model(
-    cfg: WhisperConfig, source: str, checkpoint: str | None, trained_here: bool
-) -> tuple[Any, str]:
-    """The model to score, adapter merged, half precision on GPU; and a sentence naming exactly those weights."""
-    base = cfg.model.name_or_path
-    if checkpoint is None:
-        model, weights = (
-            speech.load_whisper(source, cfg.model.revision),
-            f"base model {base} (not fine-tuned)",
-        )
-        log.info("no --checkpoint: scoring the base model %s as it is", base)
-    elif (Path(checkpoint) / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(speech.load_whisper(source, cfg.model.revision), checkpoint)
-        origin = "trained in this run" if trained_here else "from --checkpoint"
-        weights = f"LoRA adapter {origin} ({checkpoint}) on base model {base}, merged for inference"
-    else:
-        model, weights = speech.load_whisper(checkpoint), f"full model from --checkpoint ({checkpoint})"
-    speech.set_language(model, cfg.language, cfg.task)
-    model = speech.for_inference(model, cfg.train.precision)
-    return model, f"{weights}, {str(next(model.parameters()).dtype).removeprefix('torch.')}"
+    trained = models.trained_here(weights, run_dir / "model")
+    return trained, evaluation_history(trainer.state.log_history), counts
 
 
 def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hw import audio, runs, sources, speech
+from hw import audio, models, runs, speech
+from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.metrics import asr
 
@@ -71,17 +72,15 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
             log.info("already processed, skipped: %s", path)
     if not pending:
         return counts
-    source = sources.resolve_model(options.model, options.revision, key="--model")
-    processor = speech.load_processor(source, options.language, revision=options.revision)
+    weights = models.resolve(ModelConfig(options.model, options.revision), key="--model")
+    processor = models.whisper_processor(weights, options.language)
     window = processor.feature_extractor.chunk_length
     if options.segment_seconds > window:
         raise HwError(
             f"--segment-seconds {options.segment_seconds:g} is longer than the {window} s window of {options.model}; "
             f"use at most {window}"
         )
-    model = speech.load_whisper(source, options.revision)
-    speech.set_language(model, options.language)
-    model = speech.for_inference(model)
+    model = models.whisper(weights, options.language).model
     errors = []
     for path in pending:
         try:

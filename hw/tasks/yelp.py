@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import DataCollatorWithPadding
 
-from hw import runs, sources
+from hw import models, runs, sources
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics.classification import accuracy
@@ -18,7 +18,6 @@ from hw.training import (
     evaluation_history,
     parameter_counts,
     train,
-    with_lora,
     write_trainer_state,
 )
 
@@ -89,10 +88,12 @@ class YelpConfig:
 def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
     """Train (unless eval-only), score accuracy on the evaluation split, and write the run's artifacts."""
     # Names, then data, then weights: a typo or a missing column fails before any weights load.
-    base = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
+    source = models.resolve(cfg.model, cfg.run.checkpoint)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
-    tokenizer, model, weights = _load_model(cfg, base, checkpoint)
+    adding_lora = cfg.lora is not None and not cfg.run.eval_only and source.checkpoint is None
+    loaded = models.classifier(source, cfg.data.label_names, cfg.lora if adding_lora else None)
+    tokenizer, model, weights = loaded.processor, loaded.model, loaded.weights
+    tokenizer.truncation_side = cfg.data.truncation_side
     with runs.main_process_first():  # tokenized once; other processes read the datasets cache
         features = {name: _features(split, tokenizer, cfg.data) for name, split in splits.items()}
     trainer = build_trainer(
@@ -111,7 +112,7 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
     if not cfg.run.eval_only:
         train(trainer, run_dir, cfg.run.resume)
         trainer.save_model(str(run_dir / "model"))
-        weights = f"fine-tuned in this run ({run_dir / 'model'})"
+        weights = models.trained_sentence(run_dir / "model")
     prediction = trainer.predict(features["eval"])
     predicted = np.argmax(prediction.predictions, axis=-1).tolist()
     final = {
@@ -154,40 +155,6 @@ def _load_splits(data: YelpData, need_train: bool) -> dict[str, Any]:
                 "labels must be 0-based class indices (a 1-based copy needs label - 1)"
             )
     return splits
-
-
-def _load_model(cfg: YelpConfig, base: str, checkpoint: str | None) -> tuple[Any, Any, str]:
-    """Tokenizer, model (with LoRA adapters when configured) and a sentence naming the weights."""
-    labels = dict(enumerate(cfg.data.label_names))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        revision=cfg.model.revision,
-        num_labels=len(labels),
-        id2label=labels,
-        label2id={name: index for index, name in labels.items()},
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
-    tokenizer_source, weights = base, f"base model {cfg.model.name_or_path} (classification head untrained)"
-    if checkpoint:
-        model, weights = _load_checkpoint(model, checkpoint), f"checkpoint {cfg.run.checkpoint}"
-        if (Path(checkpoint) / "tokenizer_config.json").is_file():
-            tokenizer_source = checkpoint
-    elif cfg.lora is not None and not cfg.run.eval_only:
-        model = with_lora(model, cfg.lora, task_type="SEQ_CLS")
-    tokenizer = AutoTokenizer.from_pretrained(
-        tokenizer_source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-    )
-    tokenizer.truncation_side = cfg.data.truncation_side
-    return tokenizer, model, weights
-
-
-def _load_checkpoint(base_model: Any, checkpoint: str) -> Any:
-    """A saved full model, or a PEFT adapter applied to the base model."""
-    if (Path(checkpoint) / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_model, checkpoint)
-    return AutoModelForSequenceClassification.from_pretrained(checkpoint)
 
 
 def _features(split: Any, tokenizer: Any, data: YelpData) -> Any:

@@ -68,7 +68,7 @@ def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
     assert _metrics(work / "base")["weights"] == "base model tiny:whisper (not fine-tuned), float32"
     trained = _metrics(work / "trained")["weights"]
     assert trained.startswith(f"LoRA adapter trained in this run ({work / 'trained' / 'model'})")
-    assert "no CUDA device: loading" in (work / "trained" / "run.log").read_text(encoding="utf-8")
+    assert "no CUDA device: 8bit quantization" in (work / "trained" / "run.log").read_text(encoding="utf-8")
     assert "scoring the base model tiny:whisper as it is" in (work / "base" / "run.log").read_text(
         encoding="utf-8"
     )
@@ -125,7 +125,7 @@ def test_packaged_configs_hold_the_course_defaults() -> None:
         320,
         16,
     )
-    assert (cfg.eval.normalizer, cfg.eval.zh_convert, cfg.load_in_8bit) == ("zh", "t2s", True)
+    assert (cfg.eval.normalizer, cfg.eval.zh_convert, cfg.quantization) == ("zh", "t2s", "8bit")
     assert config.load(whisper.WhisperConfig, "whisper", "fr").eval.normalizer == "basic"
 
 
