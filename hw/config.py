@@ -12,14 +12,12 @@ import types
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from hw.errors import ConfigError, HwError
 
-# bitsandbytes quantization of weights while loading (CUDA only): QLoRA's NF4, LLM.int8(), or full precision.
-Quantization = Literal["8bit", "4bit", "none"]
 # Keys of earlier versions: a config that still uses one is told the new spelling.
 RENAMED_KEYS = {"load_in_8bit": "quantization (8bit, 4bit or none)"}
 
@@ -34,6 +32,23 @@ class ModelConfig:
     """Hub branch, tag or commit; recorded in env.json so a run can be repeated on the same weights."""
     trust_remote_code: bool = False
     """Run Python code shipped with a Hub model. Off unless you trust its authors; reports say when it is on."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Marks a config string as data a run reads, so `hw doctor` checks it whatever the field is called."""
+
+    hub: bool
+    """True: a dataset `hw.sources` loads (Hub id or local folder); False: a file or folder read directly."""
+
+
+Dataset = Annotated[str, DataSource(hub=True)]
+"""Type of a dataset field: Hub id, local dataset folder, or `tiny:NAME`."""
+DataPath = Annotated[str, DataSource(hub=False)]
+"""Type of a data file or folder a homework reads itself, never from the Hub, or `tiny:NAME`."""
+Quantization = Literal["4bit", "8bit", "none"]
+"""Type of a bitsandbytes quantization setting (CUDA only; QLoRA's NF4, LLM.int8(), or full precision): it
+applies to the models beside and below it."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +299,7 @@ def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
         problems.append(f"{path or 'config'}: expected a mapping, got {data!r}")
         return None
     before = len(problems)
-    hints = get_type_hints(schema)
+    hints = get_type_hints(schema)  # without Annotated: its markers are for doctor, values stay str
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key in data.keys() - fields.keys():
         close = difflib.get_close_matches(key, list(fields), n=1)

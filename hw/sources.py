@@ -27,13 +27,11 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
     is checked by fetching its `config.json` (from the local cache when `HF_HUB_OFFLINE=1`).
     """
     name = tiny.materialize(name_or_path)
-    path = Path(name).expanduser()
-    if path.exists() or _looks_like_path(name):
-        if not path.is_dir():
-            raise HwError(
-                f"{key}: {name_or_path!r} does not exist; give a directory saved with save_pretrained"
-            )
-        _require_saved_model(path, name_or_path, key)
+    if is_local(name):
+        path = Path(name).expanduser()
+        problem = saved_model_problem(path, name_or_path)
+        if problem:
+            raise HwError(f"{key}: {problem}")
         return str(path)
     from huggingface_hub import hf_hub_download
 
@@ -44,29 +42,30 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
     return name
 
 
-def _require_saved_model(path: Path, name_or_path: str, key: str) -> None:
-    """A directory `from_pretrained` can load: a readable config and weights (a model's or an adapter's)."""
+def saved_model_problem(path: Path, name_or_path: str) -> str | None:
+    """Why `from_pretrained` cannot load a local directory, or None: it needs a readable config and weights."""
+    if not path.is_dir():
+        return f"{name_or_path!r} does not exist; give a directory saved with save_pretrained"
     markers = [
         path / marker for marker in ("config.json", "adapter_config.json") if (path / marker).is_file()
     ]
     if not markers:
-        raise HwError(
-            f"{key}: {name_or_path!r} is not a saved model (no config.json or adapter_config.json in it); "
+        return (
+            f"{name_or_path!r} is not a saved model (no config.json or adapter_config.json in it); "
             "point at the directory save_pretrained wrote"
         )
     try:
         json.loads(markers[0].read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise HwError(
-            f"{key}: {str(markers[0])!r} is not valid JSON ({_first_line(error)}); save the model again"
-        ) from None
+        return f"{str(markers[0])!r} is not valid JSON ({_first_line(error)}); save the model again"
     # `from_pretrained` reads these weight files (safetensors first); training_args.bin is no weight file.
     weights = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "adapter_model.bin")
     if not any(any(path.glob(pattern)) for pattern in weights):
-        raise HwError(
-            f"{key}: {name_or_path!r} holds no weights (no *.safetensors or *.bin model file); "
+        return (
+            f"{name_or_path!r} holds no weights (no *.safetensors or *.bin model file); "
             "point at the directory save_pretrained wrote, not at a copy of its config"
         )
+    return None
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -87,9 +86,10 @@ def load_dataset_dict(
 
     name = tiny.materialize(dataset)
     path = Path(name).expanduser()
-    if path.exists() or _looks_like_path(name):
-        if not path.is_dir():
-            raise HwError(f"{key}: {dataset!r} does not exist; give a dataset folder or a Hub id")
+    if is_local(name):
+        problem = dataset_folder_problem(path, dataset)
+        if problem:
+            raise HwError(f"{key}: {problem}")
         if (path / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(path))
         _require_examples(path, dataset, key)
@@ -170,9 +170,16 @@ def require_columns(split: Any, columns: list[str], dataset: str) -> None:
         )
 
 
-def _looks_like_path(name: str) -> bool:
+def is_local(name: str) -> bool:
+    """Whether a model or dataset name means a local path rather than a Hub id (the rule every loader follows)."""
     # A Hub id is `name` or `owner/name`; anything else with a separator or a leading dot is meant as a path.
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    return looks_like_path or Path(name).expanduser().exists()
+
+
+def dataset_folder_problem(path: Path, dataset: str) -> str | None:
+    """Why a local dataset cannot be read, or None: every reader takes a folder."""
+    return None if path.is_dir() else f"{dataset!r} does not exist; give a dataset folder or a Hub id"
 
 
 def _unreachable(kind: str, name: str, key: str, error: Exception) -> HwError:

@@ -126,3 +126,15 @@ def test_eval_steps_may_be_a_fraction_of_training(tmp_path) -> None:
     assert (arguments.eval_steps, arguments.save_steps) == (0.2, 0.2)
     with pytest.raises(ConfigError, match=r"eval_steps: 1\.5 must be a whole number of steps or a fraction"):
         config.load(_schema("whisper"), "whisper", "zh", overrides=["train.eval_steps=1.5"])
+
+
+def test_dataset_and_data_path_fields_convert_and_dump_as_plain_strings() -> None:
+    import yaml
+
+    yelp = config.load(_schema("yelp"), "yelp", overrides=["data.dataset=./reviews"])
+    tang = config.load(_schema("tang"), "tang", overrides=["data.directory=~/poems"])
+
+    assert (type(yelp.data.dataset), type(tang.data.directory)) == (str, str)
+    assert yaml.safe_load(yaml.safe_dump(config.to_dict(yelp)))["data"]["dataset"] == "./reviews"
+    with pytest.raises(ConfigError, match=r"data\.train_file: expected str, got 7"):
+        config.load(_schema("tang"), "tang", overrides=["data.train_file=7"])

@@ -12,16 +12,18 @@ from typer.testing import CliRunner
 
 from hw import doctor
 from hw.cli import app
-from hw.config import LoraConfig, ModelConfig, RunOptions, TrainConfig
+from hw.config import DataPath, Dataset, LoraConfig, ModelConfig, Quantization, RunOptions, TrainConfig
+from hw.doctor.locate import safetensors_size
+from hw.doctor.machine import Gpu, Machine
 
 GiB = 2**30
 INSPECT_MACHINE = doctor.inspect_machine  # the real one, before the fixture stands another in
 
 
-def _machine(*, gpus: int = 0, memory: float = 16e9, bitsandbytes: bool = False) -> doctor.Machine:
+def _machine(*, gpus: int = 0, memory: float = 16e9, bitsandbytes: bool = False) -> Machine:
     """A machine to stand for the real one, so the verdicts do not depend on where the tests run."""
-    devices = [doctor.Gpu("NVIDIA T4", 16 * GiB, 15 * GiB, "7.5") for _ in range(gpus)]
-    return doctor.Machine(
+    devices = [Gpu("NVIDIA T4", 16 * GiB, 15 * GiB, "7.5") for _ in range(gpus)]
+    return Machine(
         torch="2.13.0",
         cpu_count=2,
         memory_available_bytes=int(memory),
@@ -78,7 +80,7 @@ def test_safetensors_size_reads_the_header(tmp_path: Path):
     path = tmp_path / "model.safetensors"
     save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5, dtype=torch.bfloat16)}, str(path))
 
-    assert doctor.safetensors_size(path) == (17, 3 * 4 * 4 + 5 * 2)
+    assert safetensors_size(path) == (17, 3 * 4 * 4 + 5 * 2)
 
 
 def test_machine_alone_exits_0():
@@ -231,13 +233,13 @@ class _Stage:
     model: ModelConfig
     train: TrainConfig
     lora: LoraConfig | None = None
-    quantization: str = "none"
+    quantization: Quantization = "none"
 
 
 @dataclass(frozen=True)
 class _Data:
-    dataset: str
-    eval_dataset: str
+    dataset: Dataset
+    eval_dataset: Dataset
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,7 @@ def test_every_model_of_a_config_is_found_with_the_settings_around_it(tmp_path: 
     ],
 )
 def test_a_precision_or_quantization_this_machine_lacks_fails(
-    monkeypatch: pytest.MonkeyPatch, machine: doctor.Machine, setting: str, line: str
+    monkeypatch: pytest.MonkeyPatch, machine: Machine, setting: str, line: str
 ):
     monkeypatch.setattr(doctor, "inspect_machine", lambda: machine)
 
@@ -363,3 +365,59 @@ def test_lora_null_means_a_full_fine_tune_and_list_items_are_checked(tmp_path: P
         "data owner/not-cached (data.eval_sets[1].eval_dataset): not in the Hugging Face cache"
     )
     assert failed[-1].endswith("and put DIR in data.eval_sets[1].eval_dataset of a --config file")
+
+
+@dataclass(frozen=True)
+class _Renamed:
+    """Fields named unlike any homework's: the checks follow their declared types."""
+
+    run: RunOptions
+    weights: ModelConfig
+    recipe: TrainConfig
+    adapters: LoraConfig | None
+    bits: Quantization
+    corpus: Dataset
+    poems: DataPath | None = None
+    train_file: str = "no-such-file"
+    """A plain string, whatever its name: never checked."""
+
+
+def test_checks_follow_the_declared_types_not_the_field_names(tmp_path: Path):
+    cfg = _Renamed(
+        run=RunOptions(homework="renamed", variant="renamed"),
+        weights=ModelConfig("openai/whisper-small"),
+        recipe=TrainConfig(save_total_limit=3),
+        adapters=None,
+        bits="8bit",
+        corpus="owner/corpus",
+        poems="no-such-folder",
+    )
+
+    diagnosis = doctor.diagnose(cfg, tmp_path / "runs", _machine(gpus=1, bitsandbytes=True))
+
+    assert [
+        (need.key, need.full_fine_tune, need.quantization, need.save_total_limit) for need in diagnosis.models
+    ] == [("weights.name_or_path", True, "8bit", 3)]
+    data = [check.text for check in diagnosis.checks if check.topic == "data"]
+    assert data[0].startswith("data owner/corpus (corpus): not in the Hugging Face cache")
+    assert data[1:] == ["data no-such-folder (poems): does not exist"]
+
+
+def test_a_local_model_is_judged_by_the_runs_own_rule(tmp_path: Path):
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text("{}")
+    (tmp_path / "reviews.csv").write_text("text,label\n")
+
+    result = _doctor(
+        "yelp", "--set", f"model.name_or_path={config_only}", "--set", "data.dataset=reviews.csv"
+    )
+
+    lines = result.output.splitlines()
+    assert (
+        f"  ✗ model {config_only} (model.name_or_path): {str(config_only)!r} holds no weights (no *.safetensors "
+        "or *.bin model file); point at the directory save_pretrained wrote, not at a copy of its config"
+    ) in lines
+    assert (
+        "  ✗ data reviews.csv (data.dataset): 'reviews.csv' does not exist; give a dataset folder or a Hub id"
+    ) in lines

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hw import runs, sources, speech, stages
-from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig, to_dict
+from hw.config import Dataset, LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig, to_dict
 from hw.errors import HwError
 from hw.generation import ATC_BASE_PROMPT, ATC_FINE_TUNED_PROMPT
 from hw.metrics import asr
@@ -33,7 +33,7 @@ class EvalSet:
 
     name: str
     """Short name used in tables and samples (`atcosim`, `atco2`)."""
-    dataset: str
+    dataset: Dataset
     """Hub id, local folder (`save_to_disk`, audiofolder) or `tiny:NAME`."""
     split: str = "test"
     """The split scored."""
@@ -47,7 +47,7 @@ class EvalSet:
 class AtcData:
     """ATCOSIM for training (ASR and corrector pairs) and the evaluation sets."""
 
-    dataset: str = "Jzuluaga/atcosim_corpus"
+    dataset: Dataset = "Jzuluaga/atcosim_corpus"
     """Training corpus: Hub id, local folder or `tiny:NAME`; its train split trains the ASR and gives the pairs."""
     config_name: str | None = None
     """Hub configuration name of the training corpus."""

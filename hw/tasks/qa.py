@@ -10,7 +10,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hw import models, runs, sources
-from hw.config import ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.config import Dataset, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
 from hw.tasks.qa_postprocess import QAPredictions, postprocess_qa_predictions
 from hw.training import build_trainer, evaluation_history, parameter_counts, train, write_trainer_state
@@ -24,7 +24,7 @@ COLUMNS = ["id", "context", "question", "answers"]
 class QAData:
     """Which questions, how they become overlapping windows of the context, and how answers are picked."""
 
-    dataset: str = "squad"
+    dataset: Dataset = "squad"
     """Hub id, `save_to_disk` folder, folder of json/parquet files in the `squad` schema, or `tiny:NAME`."""
     config_name: str | None = None
     """Hub dataset configuration, if it has several."""

@@ -13,7 +13,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, set_seed
 
 from hw import models, runs, tiny
-from hw.config import LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
+from hw.config import DataPath, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.generation import (
     IGNORE_INDEX,
@@ -46,13 +46,13 @@ SAMPLE_POEMS = 3  # test poems shown before and after fine-tuning
 class TangData:
     """Where the course's poem files are, and how many poems are used."""
 
-    directory: str | None = None
+    directory: DataPath | None = None
     """Folder holding the course's files (`--data DIR`) or `tiny:tang`; the course's poems are not on the Hub."""
-    train_file: str | None = None
+    train_file: DataPath | None = None
     """Training poems, a JSON list of {instruction, input, output}; default `<directory>/Tang_training_data.json`."""
-    test_file: str | None = None
+    test_file: DataPath | None = None
     """Test prompts, a JSON list of {instruction, input}; default `<directory>/Tang_testing_data.json`."""
-    ground_truth_file: str | None = None
+    ground_truth_file: DataPath | None = None
     """One line per test item, its continuation (clauses split by TAB); default `<directory>/Tang_testing_gt.txt`
     when present. Without it only form, repetition and script are scored."""
     max_train_samples: int | None = 1040

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hw import models, runs, sources, speech
-from hw.config import LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
+from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.training import (
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class WhisperData:
     """Which clips, how many, and from where."""
 
-    dataset: str = "mozilla-foundation/common_voice_11_0"
+    dataset: Dataset = "mozilla-foundation/common_voice_11_0"
     """Hub id (parquet), `save_to_disk` folder, Common Voice download (clips/ + TSVs), audiofolder, or `tiny:NAME`."""
     config_name: str | None = None
     """Hub dataset configuration: the Common Voice locale (`zh-CN`, `fr`)."""

@@ -10,7 +10,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hw import models, runs, sources
-from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.config import Dataset, LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics.classification import accuracy
 from hw.training import (
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class YelpData:
     """Which reviews, how many, and how they become model inputs."""
 
-    dataset: str = "yelp_review_full"
+    dataset: Dataset = "yelp_review_full"
     """Hub id, `save_to_disk` folder, folder of csv/json/parquet files, or `tiny:NAME`."""
     config_name: str | None = None
     """Hub dataset configuration, if it has several."""
