@@ -26,7 +26,7 @@ def main() -> None:
 
     from hw.config import ModelConfig
     from hw.generation import ATC_FINE_TUNED_PROMPT, extract_answer, generate_batch
-    from hw.tasks.atc_correct import ATC_ROLE_PREFIXES, ATC_STOP_MARKERS, load_corrector
+    from hw.tasks.atc.correct import ATC_ROLE_PREFIXES, ATC_STOP_MARKERS, load_corrector
     from hw.tiny.atc import sentences
     from hw.tiny.whisper import LANGUAGE_UNITS
 

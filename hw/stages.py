@@ -1,11 +1,13 @@
-"""Named pipeline stages cached in a run directory, each keyed by a hash of its inputs.
+"""Named pipeline stages cached in a run directory, each keyed by a hash of its frozen input.
 
-A stage's outputs live in `run_dir/stages/<name>/` with a `stage.json` naming the key they were computed
-from. They are built in a sibling `.<name>-<key>.partial/` folder (kept across a killed run, so a Trainer can
-resume from its checkpoints there) and renamed into place only once complete: a stage that looks finished is
-finished.
+A stage is a function of one frozen dataclass holding exactly what it reads (upstream stages enter as their
+keys), so its key is the hash of that object and nothing can change its outputs without changing the key. Its
+outputs live in `run_dir/stages/<name>/` with a `stage.json` naming the key they were computed from. They are
+built in a sibling `.<name>-<key>.partial/` folder (kept across a killed run, so a Trainer can resume from its
+checkpoints there) and renamed into place only once complete: a stage that looks finished is finished.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,6 +23,9 @@ from hw import runs
 log = logging.getLogger(__name__)
 
 MARKER = "stage.json"
+# Version of stage.json and of the keys it holds: 1 hashed hand-kept dicts of config sections; 2 hashes the
+# stage's frozen input. A marker of another version is never read as a match: its stage is recomputed.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,30 @@ class StageResult:
     seconds: float
 
 
+def describe(inputs: Any) -> dict[str, Any]:
+    """A stage's frozen input as JSON-ready data: its class, the class's `VERSION` and every field.
+
+    `VERSION` (1 when the class sets none) is the version of the stage's outputs: raising it recomputes the
+    stage, and through the upstream keys every stage after it, on the same inputs.
+    """
+    assert dataclasses.is_dataclass(inputs) and type(inputs).__dataclass_params__.frozen, "a frozen dataclass"
+    version = getattr(inputs, "VERSION", 1)
+    return {"type": type(inputs).__name__, "version": version, "fields": dataclasses.asdict(inputs)}
+
+
 def stage_key(inputs: Any) -> str:
-    """A short hash of a stage's inputs: its config section and its upstream stages' keys, as JSON."""
-    text = json.dumps(inputs, sort_keys=True, default=str, ensure_ascii=False)
+    """A short hash of a stage's frozen input (`describe`), as JSON."""
+    text = json.dumps(describe(inputs), sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def cached(stages_dir: Path, name: str, key: str) -> bool:
-    """True when the stage's outputs exist and were computed from inputs with this key."""
+    """True when the stage's outputs exist and were computed, in this `FORMAT`, from inputs with this key."""
     marker = stages_dir / name / MARKER
-    return marker.is_file() and runs.read_json(marker).get("key") == key
+    if not marker.is_file():
+        return False
+    written = runs.read_json(marker)
+    return written.get("format") == FORMAT and written.get("key") == key
 
 
 def run_stage(
@@ -54,7 +73,8 @@ def run_stage(
     Args:
         stages_dir: `run_dir/stages`.
         name: the stage's name, its folder's name.
-        inputs: JSON-serializable description of everything the outputs depend on.
+        inputs: frozen dataclass of everything the outputs depend on; folders and flags that do not change
+            them (where upstream outputs are, `--resume`) are the caller's to pass to `build`.
         build: writes the stage's outputs into the folder it is given.
         force: rebuild even when the cached outputs have the same key (`--stage`, `--from-stage`).
     """
@@ -73,7 +93,14 @@ def run_stage(
     seconds = round(time.perf_counter() - started, 2)
     runs.write_json(
         partial / MARKER,
-        {"name": name, "key": key, "inputs": inputs, "seconds": seconds, "finished": time.time()},
+        {
+            "format": FORMAT,
+            "name": name,
+            "key": key,
+            "inputs": describe(inputs),
+            "seconds": seconds,
+            "finished": time.time(),
+        },
     )
     _replace(partial, target)
     log.info("stage %s: done in %.1f s", name, seconds)

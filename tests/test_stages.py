@@ -1,10 +1,18 @@
 """Cached pipeline stages: built once per key, rebuilt on a new key or when forced, never half-written."""
 
+import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 
 from hw import stages
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    k: float
+    names: tuple[str, ...] = ()
 
 
 def _build(calls: list[str], text: str):
@@ -17,34 +25,67 @@ def _build(calls: list[str], text: str):
 
 def test_a_stage_is_built_once_per_key_and_forced_on_demand(tmp_path):
     calls: list[str] = []
-    first = stages.run_stage(tmp_path, "pairs", {"k": 1}, _build(calls, "a"))
-    again = stages.run_stage(tmp_path, "pairs", {"k": 1}, _build(calls, "b"))
+    first = stages.run_stage(tmp_path, "pairs", Inputs(1), _build(calls, "a"))
+    again = stages.run_stage(tmp_path, "pairs", Inputs(1), _build(calls, "b"))
     assert (first.computed, again.computed, calls) == (True, False, ["a"])
     assert (tmp_path / "pairs" / "out.txt").read_text() == "a" and again.key == first.key
-    changed = stages.run_stage(tmp_path, "pairs", {"k": 2}, _build(calls, "c"))
-    forced = stages.run_stage(tmp_path, "pairs", {"k": 2}, _build(calls, "d"), force=True)
+    changed = stages.run_stage(tmp_path, "pairs", Inputs(2), _build(calls, "c"))
+    forced = stages.run_stage(tmp_path, "pairs", Inputs(2), _build(calls, "d"), force=True)
     assert (changed.computed, forced.computed, calls) == (True, True, ["a", "c", "d"])
     assert (tmp_path / "pairs" / "out.txt").read_text() == "d"
     marker = json.loads((tmp_path / "pairs" / "stage.json").read_text())
-    assert (marker["key"], marker["inputs"]) == (stages.stage_key({"k": 2}), {"k": 2})
+    assert (marker["key"], marker["inputs"]) == (
+        stages.stage_key(Inputs(2)),
+        {"type": "Inputs", "version": 1, "fields": {"k": 2, "names": []}},
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs"]  # no partial or old folder left
 
 
 def test_a_killed_build_leaves_the_old_outputs_and_its_partial_work(tmp_path):
-    stages.run_stage(tmp_path, "pairs", {"k": 1}, _build([], "a"))
+    stages.run_stage(tmp_path, "pairs", Inputs(1), _build([], "a"))
 
     def killed(folder):
         (folder / "checkpoint").write_text("half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        stages.run_stage(tmp_path, "pairs", {"k": 2}, killed)
+        stages.run_stage(tmp_path, "pairs", Inputs(2), killed)
     assert (tmp_path / "pairs" / "out.txt").read_text() == "a"  # still the complete old stage
-    assert not stages.cached(tmp_path, "pairs", stages.stage_key({"k": 2}))
-    partial = tmp_path / f".pairs-{stages.stage_key({'k': 2})}.partial"
+    assert not stages.cached(tmp_path, "pairs", stages.stage_key(Inputs(2)))
+    partial = tmp_path / f".pairs-{stages.stage_key(Inputs(2))}.partial"
     assert (partial / "checkpoint").read_text() == "half"  # a resumed build finds it
 
 
-def test_key_ignores_dict_order_but_not_values():
-    assert stages.stage_key({"a": 1, "b": [1, 2]}) == stages.stage_key({"b": [1, 2], "a": 1})
-    assert stages.stage_key({"a": 1}) != stages.stage_key({"a": 1.5})
+def test_key_is_every_field_the_type_and_its_version():
+    assert stages.stage_key(Inputs(1)) == stages.stage_key(Inputs(1))
+    assert stages.stage_key(Inputs(1)) != stages.stage_key(Inputs(1.5))
+    assert stages.stage_key(Inputs(1)) != stages.stage_key(Inputs(1, ("a",)))
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        k: float
+        names: tuple[str, ...] = ()
+
+    @dataclasses.dataclass(frozen=True)
+    class Inputs2(Inputs):
+        VERSION: ClassVar[int] = 2  # the stage now writes its outputs in another shape
+
+    assert stages.stage_key(Other(1)) != stages.stage_key(Inputs(1))
+    assert stages.describe(Inputs2(1))["version"] == 2
+    with pytest.raises(AssertionError, match="a frozen dataclass"):
+        stages.stage_key({"k": 1})
+
+
+def test_a_stage_written_in_the_old_format_is_recomputed_not_read(tmp_path):
+    # hw before format 2 keyed a stage by a hash of a hand-kept dict and wrote no `format`. Even a marker
+    # whose key happens to equal today's is not trusted.
+    old = tmp_path / "pairs"
+    old.mkdir()
+    (old / "out.txt").write_text("old")
+    for key in (stages.stage_key(Inputs(1)), "0123456789abcdef"):
+        marker = {"name": "pairs", "key": key, "inputs": {"k": 1, "rows": 2}, "seconds": 1.0, "finished": 0}
+        (old / stages.MARKER).write_text(json.dumps(marker))
+        assert not stages.cached(tmp_path, "pairs", stages.stage_key(Inputs(1)))
+    result = stages.run_stage(tmp_path, "pairs", Inputs(1), _build([], "new"))
+    assert result.computed and (old / "out.txt").read_text() == "new"
+    assert json.loads((old / stages.MARKER).read_text())["format"] == stages.FORMAT

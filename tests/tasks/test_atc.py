@@ -72,6 +72,18 @@ def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp
     assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
 
 
+def test_a_stage_cached_by_an_older_hw_is_recomputed(tiny_run, tmp_path) -> None:
+    run_dir, _ = tiny_run
+    marker = run_dir / "stages" / "score" / "stage.json"
+    # Before stage format 2, stage.json had no `format`; keep even today's key, the worst case.
+    marker.write_text(json.dumps({key: value for key, value in json.loads(marker.read_text()).items()
+                                  if key != "format"}))  # fmt: skip
+    before = _stage_marks(run_dir)
+    invoke(["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)])
+    after = _stage_marks(run_dir)
+    assert [name for name in atc.STAGES if after[name] != before[name]] == ["score"]
+
+
 def test_matrix_tables_samples_and_report(tiny_run) -> None:
     run_dir, _ = tiny_run
     metrics = _metrics(run_dir)

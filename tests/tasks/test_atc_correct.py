@@ -6,7 +6,7 @@ import pytest
 
 from hw.atc_text import normalize
 from hw.generation import ATC_BASE_PROMPT, extract_answer
-from hw.tasks.atc_correct import ATC_ROLE_PREFIXES, ATC_STOP_MARKERS, similar_pairs
+from hw.tasks.atc.correct import ATC_ROLE_PREFIXES, ATC_STOP_MARKERS, similar_pairs
 from tests.shared_data import SHARED_DATA
 
 HOMEWORK_FILE = SHARED_DATA / "atc" / "homework_transcripts" / "atco2_test_whisper_small_llama2_base.csv"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hw import runs
-from hw.tasks import atc_score
+from hw.tasks.atc import score as atc_score
 
 NAMELESS = "(embedded bytes)"  # what `speech.clip_name` gives every clip stored as bytes without a path
 
@@ -48,7 +48,8 @@ def scored(tmp_path: Path) -> tuple[dict, list[dict]]:
             _correction("atco2", 0, "fine_tuned", "x y z"),
         ],
     )
-    atc_score.score("none", tmp_path, tmp_path, 0, [], tmp_path)
+    inputs = atc_score.ScoreInput("none", samples_seed=0, references=(), transcripts="-", corrections="-")
+    atc_score.score(inputs, tmp_path, tmp_path, tmp_path)
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     return runs.read_json(tmp_path / "scores.json"), samples
 

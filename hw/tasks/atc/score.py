@@ -1,11 +1,14 @@
 """`hw atc` score stage: the ASR × corrector matrix of each evaluation set, and the sample rows."""
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hw import runs
+from hw.config import ReferenceRun
 from hw.metrics import asr
+from hw.tasks.atc.config import ASR_SYSTEMS
 
 CORRECTORS = ("none", "base", "rag", "fine_tuned")
 CORRECTOR_NAMES = {
@@ -14,9 +17,23 @@ CORRECTOR_NAMES = {
     "rag": "base LLM + retrieved examples",
     "fine_tuned": "fine-tuned LLM",
 }
-ASR_NAMES = {"zero_shot": "zero-shot", "fine_tuned": "fine-tuned"}
+ASR_NAMES = dict(zip(ASR_SYSTEMS, ("zero-shot", "fine-tuned"), strict=True))
 MATRIX_COLUMNS = ["ASR", "Corrector", "WER", "Mean utterance WER", "S", "D", "I", "Reference words",
                   "Better", "Worse", "Unchanged", "Fallbacks"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScoreInput:
+    """What `score` reads."""
+
+    normalizer: str
+    samples_seed: int
+    references: tuple[ReferenceRun, ...]
+    """The published figures shown under each matrix (`reference` and `matrix_reference`)."""
+    transcripts: str
+    """The `transcribe` stage's key."""
+    corrections: str
+    """The `correct` stage's key."""
 
 
 def cell_name(evaluation_set: str, system: str, corrector: str, metric: str = "wer") -> str:
@@ -24,22 +41,16 @@ def cell_name(evaluation_set: str, system: str, corrector: str, metric: str = "w
     return f"{evaluation_set}/{system}/{corrector}/{metric}"
 
 
-def score(
-    normalizer: str,
-    transcripts_dir: Path,
-    corrections_dir: Path,
-    samples_seed: int,
-    reference: list[Any],
-    folder: Path,
-) -> None:
+def score(inputs: ScoreInput, transcripts_dir: Path, corrections_dir: Path, folder: Path) -> None:
     """Write `scores.json` and `samples.jsonl` from the transcripts and their corrections.
 
     `final` holds the corpus WER of every cell (`cell_name`); the tables add the mean of per-utterance WER,
     S/D/I, the better/worse/unchanged shares and the fallbacks, with the published figures under each matrix.
     """
+    normalizer = inputs.normalizer
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
     answers = _by_clip(runs.read_jsonl(corrections_dir / "corrections.jsonl"))
-    systems = [system for system in ASR_NAMES if system in transcripts[0]]
+    systems = [system for system in ASR_SYSTEMS if system in transcripts[0]]
     correctors = [name for name in CORRECTORS if name == "none" or any(key[3] == name for key in answers)]
     final, tables = {}, []
     for evaluation_set in dict.fromkeys(row["set"] for row in transcripts):
@@ -59,7 +70,7 @@ def score(
                 )
                 final[cell_name(evaluation_set, system, corrector)] = result.wer
                 matrix.append(_matrix_row(system, corrector, result, uncorrected, corrected))
-        matrix += _reference_rows(reference, evaluation_set)
+        matrix += _reference_rows(inputs.references, evaluation_set)
         title = (
             f"{evaluation_set}: ASR × corrector ({len(rows)} clips, normalizer {normalizer}; WER = errors / "
             "reference words; Better/Worse/Unchanged: utterances whose error count the corrector lowered, raised or kept)"
@@ -67,7 +78,7 @@ def score(
         tables.append({"title": title, "columns": MATRIX_COLUMNS, "rows": matrix})
     runs.write_json(folder / "scores.json", {"final": final, "tables": tables})
     runs.write_jsonl(
-        folder / "samples.jsonl", _samples(transcripts, answers, systems, correctors, samples_seed)
+        folder / "samples.jsonl", _samples(transcripts, answers, systems, correctors, inputs.samples_seed)
     )
 
 
@@ -108,7 +119,7 @@ def _matrix_row(
             result.substitutions, result.deletions, result.insertions, result.reference_words, *shares, fallbacks]  # fmt: skip
 
 
-def _reference_rows(reference: list[Any], evaluation_set: str) -> list[list[Any]]:
+def _reference_rows(reference: tuple[ReferenceRun, ...], evaluation_set: str) -> list[list[Any]]:
     """The homework's published figures for this set, as rows under the run's (keys `set/asr/corrector/metric`)."""
     rows = []
     for run in reference:

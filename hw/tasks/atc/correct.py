@@ -2,6 +2,7 @@
 with the base prompt, the retrieval-augmented prompt and the fine-tuned model."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq
 
 from hw import models, runs
-from hw.config import ModelConfig
+from hw.config import LoraConfig, ModelConfig, TrainConfig
 from hw.errors import HwError
 from hw.generation import (
     ATC_RAG_EXAMPLE,
@@ -22,6 +23,7 @@ from hw.generation import (
     raw_format,
     tokenize_example,
 )
+from hw.tasks.atc.config import ASR_SYSTEMS
 from hw.training import (
     build_trainer,
     drop_checkpoints,
@@ -41,6 +43,39 @@ ATC_ROLE_PREFIXES = (*ROLE_PREFIXES, "Corrected", "Air traffic control sentence 
                      "Air traffic control sentence")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CorrectorTrainInput:
+    """What `train_corrector` reads."""
+
+    model: ModelConfig
+    train: TrainConfig
+    lora: LoraConfig
+    quantization: str
+    fine_tuned_prompt: str
+    cutoff_len: int
+    pairs: str
+    """The `pairs` stage's key."""
+
+
+@dataclass(frozen=True)
+class CorrectInput:
+    """What `correct` reads."""
+
+    model: ModelConfig
+    quantization: str
+    base_prompt: str
+    fine_tuned_prompt: str
+    rag_k: int
+    batch_size: int
+    max_new_tokens: int
+    transcripts: str
+    """The `transcribe` stage's key."""
+    pairs: str | None
+    """The `pairs` stage's key when RAG reads the pairs (`rag_k` above 0), else None."""
+    corrector: str | None
+    """The fine-tuned corrector: `corrector_train`'s key, or the `corrector.checkpoint` directory, or None."""
+
+
 def load_corrector(model: ModelConfig, quantization: str, adapter: str | None = None) -> tuple[Any, Any]:
     """Tokenizer and causal LM (quantized on CUDA), with a saved adapter on top when given.
 
@@ -54,7 +89,7 @@ def load_corrector(model: ModelConfig, quantization: str, adapter: str | None = 
     return loaded.processor, loaded.model
 
 
-def train_corrector(corrector: Any, pairs_dir: Path, folder: Path, resume: bool) -> None:
+def train_corrector(corrector: CorrectorTrainInput, pairs_dir: Path, folder: Path, resume: bool) -> None:
     """LoRA (QLoRA on CUDA) fine-tuning on `<s>[INST] {hypothesis} [/INST] {reference}</s>`, loss on the answer."""
     pairs = runs.read_jsonl(pairs_dir / "pairs.jsonl")
     weights = models.resolve(corrector.model, key="corrector.model.name_or_path")
@@ -135,21 +170,33 @@ def _rag_prompts(hypotheses: list[str], pairs: list[dict], k: int) -> list[str]:
 
 
 def correct(
-    corrector: Any, transcripts_dir: Path, pairs_dir: Path | None, checkpoint: str | None, folder: Path
+    corrector: CorrectInput,
+    transcripts_dir: Path,
+    pairs_dir: Path | None,
+    checkpoint: str | None,
+    folder: Path,
 ) -> None:
     """`corrections.jsonl`: every (evaluation clip, ASR) hypothesis corrected by each available corrector.
+
+    The folders are where the stages that `corrector` names by key wrote their outputs; `checkpoint` is the
+    fine-tuned corrector's directory.
 
     A row names its clip as the transcript does (`set` and `index`, its position there) and holds the raw
     generation, the extracted answer, and `fallback: true` when nothing could be extracted and the hypothesis
     itself stands as the answer.
     """
+    assert (checkpoint is None) == (corrector.corrector is None), (
+        "a fine-tuned corrector exactly when keyed by one"
+    )
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
-    systems = [system for system in ("zero_shot", "fine_tuned") if system in transcripts[0]]
+    systems = [system for system in ASR_SYSTEMS if system in transcripts[0]]
     cells = [(row, system) for system in systems for row in transcripts]
     hypotheses = [row[system] for row, system in cells]
     prompts = {"base": [corrector.base_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]}
     if corrector.rag_k:
-        assert pairs_dir is not None, "the pairs stage runs whenever RAG is on"
+        assert pairs_dir is not None and corrector.pairs is not None, (
+            "the pairs stage runs whenever RAG is on"
+        )
         prompts["rag"] = _rag_prompts(hypotheses, runs.read_jsonl(pairs_dir / "pairs.jsonl"), corrector.rag_k)
     settings = {"max_new_tokens": corrector.max_new_tokens, "do_sample": False}
     tokenizer, model = load_corrector(corrector.model, corrector.quantization)
