@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hw import config
+from hw import config, models
 from hw.generation import IGNORE_INDEX, TANG_FORMAT
 from hw.metrics.poem import score_poems
 from hw.tasks import tang
@@ -138,7 +138,9 @@ def _tiny_config(*overrides: str) -> tang.TangConfig:
 
 
 def test_only_lora_parameters_are_trainable() -> None:
-    _, model, weights = tang._load_model(_tiny_config())
+    cfg = _tiny_config()
+    loaded = models.causal_lm(models.resolve(cfg.model), cfg.quantization, cfg.lora)
+    model, weights = loaded.model, loaded.weights
     trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
     # per layer: q,k,v,o 4 × 8·(64 + 64) = 4,096; gate, up 2 × 8·(64 + 256) and down 8·(256 + 64) = 7,680;
