@@ -16,6 +16,7 @@ from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainCo
 from hw.errors import HwError
 from hw.generation import ATC_BASE_PROMPT, ATC_FINE_TUNED_PROMPT
 from hw.metrics import asr
+from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks import atc_asr, atc_correct, atc_score
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,8 @@ class AtcConfig:
     """Published numbers shown only in the matrices, e.g. the homework's mean of per-utterance WER."""
 
 
-def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
-    """Run every stage (cached ones are read back), then write metrics.json and samples.jsonl from `score`."""
+def run(cfg: AtcConfig, run_dir: Path) -> RunRecord:
+    """Run every stage (cached ones are read back); the run's record comes from `score` and the training stages."""
     corrector_checkpoint = _preflight(cfg)
     stages_dir = run_dir / "stages"
     done: list[stages.StageResult] = []
@@ -233,7 +234,7 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
             cfg.reference + cfg.matrix_reference, folder,
         ),
     )  # fmt: skip
-    return _write_outputs(cfg, run_dir, done, scored.directory, fine_tuned_asr, corrector_checkpoint)
+    return _record(cfg, run_dir, done, scored.directory, fine_tuned_asr, corrector_checkpoint)
 
 
 def _preflight(cfg: AtcConfig) -> str | None:
@@ -279,15 +280,15 @@ def _sections(cfg: AtcConfig) -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
-def _write_outputs(
+def _record(
     cfg: AtcConfig,
     run_dir: Path,
     done: list[stages.StageResult],
     score_dir: Path,
     fine_tuned_asr: str | None,
     corrector: str | None,
-) -> dict[str, float]:
-    """metrics.json, samples.jsonl and trainer_state.json of the run, from the stages' outputs."""
+) -> RunRecord:
+    """The run's record, from the stages' outputs."""
     scores = runs.read_json(score_dir / "scores.json")
     stages_dir = run_dir / "stages"
     history = (
@@ -304,11 +305,8 @@ def _write_outputs(
         epochs[-1].update(headline)
     else:
         epochs = [{"epoch": None, **headline}]
-    if (stages_dir / "asr_train" / "trainer_state.json").is_file() and history:
-        runs.write_text(
-            run_dir / "trainer_state.json", (stages_dir / "asr_train" / "trainer_state.json").read_text()
-        )
-    runs.write_text(run_dir / "samples.jsonl", (score_dir / "samples.jsonl").read_text(encoding="utf-8"))
+    state_file = stages_dir / "asr_train" / TRAINER_STATE_FILE
+    state = runs.read_json(state_file) if state_file.is_file() and history else None
     transcripts_dir = stages_dir / "transcribe"
     clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
     pairs_file = stages_dir / "pairs" / "pairs.jsonl"
@@ -317,26 +315,25 @@ def _write_outputs(
     stage_rows = [[result.name, result.key, "computed" if result.computed else "cached", result.seconds]
                   for result in done]  # fmt: skip
     fine_tuning = [_corrector_training(stages_dir / "corrector_train")] if "corrector_train" in ran else []
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": scores["final"],
-            "epochs": epochs,
-            "weights": _weights(cfg, fine_tuned_asr, corrector),
-            "data": {row[0]: row[2] for row in clips} | pairs,
-            "model": history.get("model", {}),
-            "tables": scores["tables"] + fine_tuning + [
-                {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
-                 *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
-                {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
-                 "columns": ["Stage", "Key", "This run", "Seconds when computed"], "rows": stage_rows},
-            ],
-            "notes": [f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
-                      "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
-                      "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
-        },
+    return RunRecord(
+        final=scores["final"],
+        epochs=epochs,
+        weights=_weights(cfg, fine_tuned_asr, corrector),
+        dataset=cfg.data.dataset,
+        data={row[0]: row[2] for row in clips} | pairs,
+        model=history.get("model", {}),
+        tables=scores["tables"] + fine_tuning + [
+            {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
+             *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
+            {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
+             "columns": ["Stage", "Key", "This run", "Seconds when computed"], "rows": stage_rows},
+        ],
+        notes=[f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
+               "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
+               "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
+        samples=runs.read_jsonl(score_dir / SAMPLES_FILE),
+        trainer_state=state,
     )  # fmt: skip
-    return scores["final"]
 
 
 def _corrector_training(folder: Path) -> dict[str, Any]:

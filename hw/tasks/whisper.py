@@ -10,12 +10,8 @@ from hw import runs, sources, speech
 from hw.config import LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
-from hw.training import (
-    evaluation_history,
-    parameter_counts,
-    with_lora,
-    write_trainer_state,
-)
+from hw.record import RunRecord
+from hw.training import evaluation_history, parameter_counts, trainer_state, with_lora
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +122,8 @@ class WhisperConfig:
         return found
 
 
-def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
-    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and write the run's artifacts."""
+def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
+    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and score the transcripts."""
     source = sources.resolve_model(cfg.model.name_or_path, cfg.model.revision)
     checkpoint = sources.resolve_checkpoint(cfg.run.checkpoint) if cfg.run.checkpoint else None
     if checkpoint and (Path(checkpoint) / "preprocessor_config.json").is_file():
@@ -136,32 +132,31 @@ def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
         processor = speech.load_processor(source, cfg.language, cfg.task, cfg.model.revision)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     features, clip_counts = _features(splits, processor, source, cfg)
-    epochs, counts = [], {}
+    state, counts = None, {}
     if not cfg.run.eval_only:
-        checkpoint, epochs, counts = _train(cfg, source, processor, features, run_dir)
+        checkpoint, state, counts = _train(cfg, source, processor, features, run_dir)
     model, weights = _inference_model(cfg, source, checkpoint, trained_here=not cfg.run.eval_only)
     hypotheses = _transcribe(model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
+    epochs = evaluation_history(state["log_history"]) if state else []
     if epochs:  # the last validation row also carries the scores, so the report's table shows them
         epochs[-1].update({key: final[key] for key in ("wer", "cer", "wer_orthographic")})
     samples = _samples(features["eval"], hypotheses, scores["normalized"])
     # A seeded random order: the report shows the first rows, a fair sample rather than the first clips.
     random.Random(cfg.eval.samples_seed).shuffle(samples)
-    runs.write_jsonl(run_dir / "samples.jsonl", samples)
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": final,
-            "epochs": epochs,
-            "weights": weights,
-            "data": {name: len(split) for name, split in features.items()},
-            "model": counts,
-            "tables": _tables(scores, clip_counts),
-        },
-    )
     log.info("%s (%s)", " · ".join(f"{key} {value:.4f}" for key, value in final.items()), weights)
-    return final
+    return RunRecord(
+        final=final,
+        epochs=epochs,
+        weights=weights,
+        dataset=cfg.data.dataset,
+        data={name: len(split) for name, split in features.items()},
+        model=counts,
+        tables=_tables(scores, clip_counts),
+        samples=samples,
+        trainer_state=state,
+    )
 
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
@@ -224,8 +219,8 @@ def _features(
 
 def _train(
     cfg: WhisperConfig, source: str, processor: Any, features: dict[str, Any], run_dir: Path
-) -> tuple[str, list[dict[str, Any]], dict[str, int]]:
-    """Train LoRA adapters on the base model; return the saved adapter, the loss rows and parameter counts."""
+) -> tuple[str, dict[str, Any], dict[str, int]]:
+    """Train LoRA adapters on the base model; return the saved adapter, the Trainer's state and parameter counts."""
     model = speech.load_whisper(source, cfg.model.revision, load_in_8bit=cfg.load_in_8bit)
     speech.set_language(model, cfg.language, cfg.task)
     model.config.use_cache = False  # the cache only serves generation; training recomputes everything
@@ -239,8 +234,7 @@ def _train(
     trainer = speech.fine_tune(model, processor, features, cfg.train, run_dir, cfg.run.resume)
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
-    write_trainer_state(trainer, run_dir)
-    return str(run_dir / "model"), evaluation_history(trainer.state.log_history), counts
+    return str(run_dir / "model"), trainer_state(trainer), counts
 
 
 def _inference_model(
