@@ -3,17 +3,16 @@
 Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
 """
 
-import contextlib
 import importlib
 import inspect
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hw.errors import HwError
+from hw.cli_score import score_app
+from hw.errors import HwError, user_errors
 
 # homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
 # too (passed to report.assemble).
@@ -164,16 +163,6 @@ EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn an `HwError` into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
-    try:
-        yield
-    except HwError as error:
-        typer.echo(f"hw: error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-
-
 def _register(homework: str) -> None:
     """Add `hw <homework>` with the options every homework shares, plus its own from EXTRA_OPTIONS."""
     summary, example, _ = HOMEWORKS[homework]
@@ -199,7 +188,7 @@ def _register(homework: str) -> None:
     ) -> None:
         from hw import runner
 
-        with _user_errors():
+        with user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
             overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
@@ -261,7 +250,7 @@ def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
     """Assemble every report fragment into reports/summary.md (the weekly summary)."""
     from hw import report as report_module
 
-    with _user_errors():
+    with user_errors():
         typer.echo(f"summary: {report_module.assemble(reports_dir, list(HOMEWORKS))}")
 
 
@@ -278,7 +267,7 @@ def smoke(
     from hw import config, runner
     from hw import report as report_module
 
-    with _user_errors():
+    with user_errors():
         unknown = sorted(set(only or []) - set(HOMEWORKS))
         if unknown:
             raise HwError(f"--homework {unknown[0]!r} is not a homework; choose from: {', '.join(HOMEWORKS)}")
@@ -312,7 +301,7 @@ def doctor(
     """Preflight before a long run: GPU, precision, bitsandbytes, memory, disk, models, data; exit 1 if it cannot work."""
     from hw import doctor as preflight
 
-    with _user_errors():
+    with user_errors():
         cfg = None
         if homework is not None:
             if homework not in HOMEWORKS:
@@ -356,7 +345,7 @@ def whisper_dataset(
     ] = None,
 ) -> None:
     """Cut your own recordings into overlapping 16 kHz clips, pseudo-label them with Whisper, write an audiofolder."""
-    with _user_errors():
+    with user_errors():
         from hw import runner, runs
         from hw.tasks import whisper_dataset as builder
 
@@ -381,65 +370,7 @@ def whisper_dataset(
         )
 
 
-score_app = typer.Typer(
-    help="Score existing predictions without a model: SQuAD (official v1.1 rules) or speech (WER/CER).",
-    no_args_is_help=True,
-)
 app.add_typer(score_app, name="score")
-
-
-@score_app.command(
-    "squad", epilog="Example: hw score squad dev-v1.1.json runs/qa/<run>/eval_predictions.json --json"
-)
-def score_squad(
-    data: Annotated[Path, typer.Argument(help="Official SQuAD JSON file, e.g. dev-v1.1.json.")],
-    predictions: Annotated[Path, typer.Argument(help='JSON object {"<question id>": "<answer text>"}.')],
-    squad_v2: Annotated[bool, typer.Option("--squad-v2", help="SQuAD 2.0 file and rules.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print {exact_match, f1, total, missing} as JSON.")
-    ] = False,
-) -> None:
-    """SQuAD exact match and F1 of a predictions file, equal to evaluate-v1.1.py (evaluate-v2.0.py with --squad-v2)."""
-    from hw.metrics.squad import score_files
-
-    with _user_errors():
-        result = score_files(data, predictions, squad_v2=squad_v2)
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(
-            f"exact match {result['exact_match']:.2f} · F1 {result['f1']:.2f} on {result['total']} questions "
-            f"({result['missing']} without a prediction, scored 0)"
-        )
-
-
-@score_app.command(name="asr", epilog="Example: hw score asr runs/whisper/zh-*/samples.jsonl --normalize zh")
-def score_asr(
-    file: Annotated[Path, typer.Argument(help="CSV (with a header row) or JSONL of transcripts.")],
-    hyp_col: Annotated[str, typer.Option("--hyp-col", help="Column of the hypotheses.")] = "hypothesis",
-    ref_col: Annotated[str, typer.Option("--ref-col", help="Column of the references.")] = "reference",
-    normalize: Annotated[
-        str, typer.Option("--normalize", help="none, basic, zh or atc (ATC spellings, digits).")
-    ] = "basic",
-    zh_convert: Annotated[
-        str, typer.Option("--zh-convert", help="OpenCC conversion for zh: t2s, s2twp…")
-    ] = "t2s",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """WER and CER (with substitutions, deletions, insertions) of a file of hypotheses and references."""
-    from hw.metrics import asr
-
-    with _user_errors():
-        result = asr.score_file(file, hyp_col, ref_col, normalize, zh_convert)
-    if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
-        return
-    typer.echo(
-        f"{result['utterances']} utterances, normalizer {normalize}: WER {result['wer']:.4f} "
-        f"(S {result['substitutions']}, D {result['deletions']}, I {result['insertions']} of "
-        f"{result['reference_words']} words), CER {result['cer']:.4f}, "
-        f"sentence error rate {result['sentence_error_rate']:.4f}, mean utterance WER {result['mean_utterance_wer']:.4f}"
-    )
 
 
 def main() -> None:
