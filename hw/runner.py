@@ -1,7 +1,7 @@
 """Run one homework from its loaded config: the run directory, its manifest, the process set-up, the task, and
 the files and report fragment written from the task's `RunRecord` by the main process.
 
-Heavy libraries are imported inside the functions: `hw --help` imports this module's callers only.
+Heavy libraries (torch, transformers) are imported inside the functions: importing this module costs nothing.
 """
 
 import contextlib
