@@ -26,8 +26,8 @@ def main() -> None:
     import torch
 
     from hw import config
-    from hw.cli import run_homework
     from hw.generation import TANG_FORMAT, build_prompt
+    from hw.runner import run_homework
     from hw.tasks import tang
     from hw.tiny.causal_lm import poem_records
 
@@ -35,9 +35,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-tang-"))
     common = ["generation.do_sample=false", f"generation.max_new_tokens={args.max_new_tokens}",
               f"eval.batch_size={args.batch_size}"]  # fmt: skip
-    run_dir = run_homework(
-        "tang", "tang", None, common, {"tiny": True}, None, work / "runs", work / "reports"
-    )
+    trained = config.load(tang.TangConfig, "tang", overrides=common, run={"tiny": True})
+    run_dir = run_homework(trained, runs_root=work / "runs", reports_dir=work / "reports")
     cfg = config.load(tang.TangConfig, "tang", overrides=common, run={"tiny": True, "eval_only": True,
                                                                       "checkpoint": str(run_dir)})  # fmt: skip
     tokenizer, model, _ = tang._load_model(cfg)

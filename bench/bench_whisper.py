@@ -42,15 +42,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from hw.cli import run_homework
+    from hw.runner import run_homework
 
     with tempfile.TemporaryDirectory(prefix="bench-whisper-") as scratch:
         work = Path(scratch)
         adapter = args.adapter
         if adapter is None:
-            run_dir = run_homework(
-                "whisper", "fr", None, [], {"tiny": True}, None, work / "runs", work / "reports"
-            )
+            trained = config.load(whisper.WhisperConfig, "whisper", "fr", run={"tiny": True})
+            run_dir = run_homework(trained, runs_root=work / "runs", reports_dir=work / "reports")
             adapter = run_dir / "model"
         cfg = config.load(
             whisper.WhisperConfig, "whisper", "fr",

@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)  # the course notebook's
     args = parser.parse_args()
 
-    from hw.cli import run_homework
+    from hw import config
+    from hw.runner import run_homework
+    from hw.tasks import yelp
     from hw.tiny.classification import reviews, write_jsonl
 
     work = Path(tempfile.mkdtemp(prefix="bench-yelp-"))
@@ -38,9 +40,8 @@ def main() -> None:
     }
     rows = {}
     for label, overrides in settings.items():
-        run_dir = run_homework(
-            "yelp", "yelp", None, common + overrides, {"tiny": True}, None, work / "runs", work / "reports"
-        )
+        cfg = config.load(yelp.YelpConfig, "yelp", overrides=common + overrides, run={"tiny": True})
+        run_dir = run_homework(cfg, runs_root=work / "runs", reports_dir=work / "reports")
         rows[label] = _measure(run_dir, dynamic="dynamic" in overrides[0])
     _print(rows)
     RESULTS.mkdir(exist_ok=True)

@@ -3,20 +3,16 @@
 Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
 """
 
-import contextlib
 import importlib
 import inspect
 import json
-import logging
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hw.errors import HwError
+from hw.cli_score import score_app
+from hw.errors import HwError, user_errors
 
 # homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
 # too (passed to report.assemble).
@@ -167,16 +163,6 @@ EXTRA_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn an `HwError` into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
-    try:
-        yield
-    except HwError as error:
-        typer.echo(f"hw: error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-
-
 def _register(homework: str) -> None:
     """Add `hw <homework>` with the options every homework shares, plus its own from EXTRA_OPTIONS."""
     summary, example, _ = HOMEWORKS[homework]
@@ -200,16 +186,17 @@ def _register(homework: str) -> None:
         seed: SeedOption = None,
         **extra_values: Any,
     ) -> None:
-        with _user_errors():
+        from hw import runner
+
+        with user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
             overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
-            run_homework(
-                homework, variant, config, overrides, run_options, output_dir, Path("runs"), reports_dir
-            )
+            cfg = _load_config(homework, variant, config, overrides, run_options)
+            runner.run_homework(cfg, output_dir=output_dir, reports_dir=reports_dir)
 
     # Typer reads options from the signature: put the homework's own where `**extra_values` stands.
     signature = inspect.signature(command)
@@ -244,112 +231,14 @@ def _flag_overrides(
     return overrides
 
 
-def run_homework(
-    homework: str,
-    variant: str | None,
-    config_file: Path | None,
-    overrides: list[str],
-    run_options: dict,
-    output_dir: Path | None,
-    runs_root: Path,
-    reports_dir: Path,
-) -> Path:
-    """Load the config, run the task in its own run directory, and write its report fragment."""
-    from hw import config, report, runs
+def _load_config(
+    homework: str, variant: str | None, config_file: Path | None, overrides: list[str], run: dict[str, Any]
+) -> Any:
+    """The homework's frozen config: its packaged variant, `--config`, `--set` and the run options."""
+    from hw import config
 
-    task = importlib.import_module(f"hw.tasks.{homework}")
-    schema = getattr(task, HOMEWORKS[homework][2])
-    cfg = config.load(
-        schema, homework, variant, config_file=config_file, overrides=overrides, run=run_options
-    )
-    if cfg.run.checkpoint is not None and not cfg.run.eval_only:
-        raise HwError(
-            "--checkpoint is only read with --eval-only; to keep training a saved model, "
-            "use --set model.name_or_path=DIR"
-        )
-    run_dir = runs.run_directory(
-        homework,
-        cfg.run.variant,
-        output_dir=output_dir,
-        runs_root=runs_root,
-        resume=cfg.run.resume,
-        tiny=cfg.run.tiny,
-    )
-    with runs.removed_on_user_error(run_dir):
-        runs.prepare(run_dir)
-        report.check_writable(reports_dir)  # the fragment is written after training: fail before it
-        settings = config.to_dict(cfg)
-        runs.write_yaml(run_dir / "config.yaml", settings)
-        runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-        _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
-        started = time.perf_counter()
-        with _logging_to(run_dir / "run.log"):
-            task.run(cfg, run_dir)
-        if not runs.is_main_process():  # the main process writes the artifacts and the report
-            return run_dir
-        metrics = runs.read_json(run_dir / "metrics.json")
-        runs.write_json(
-            run_dir / "metrics.json", {**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}
-        )
-    fragment = report.write_fragment(run_dir, reports_dir)
-    typer.echo(f"run: {run_dir}\nreport fragment: {fragment}")
-    return run_dir
-
-
-def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None:
-    """Before the task: the tiny assets it names, built by one process; threads for tiny models; the seed."""
-    import torch
-    from transformers import set_seed
-
-    from hw import runs
-
-    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
-    with runs.main_process_first(), runs.alone():
-        _build_tiny_assets(settings)
-    if tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
-        torch.set_num_threads(1)
-    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
-    set_seed(seed)
-
-
-def _build_tiny_assets(settings: dict[str, Any]) -> None:
-    """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
-    from hw import tiny
-
-    for value in settings.values():
-        if isinstance(value, dict):
-            _build_tiny_assets(value)
-        elif isinstance(value, str) and value.startswith(tiny.PREFIX):
-            tiny.materialize(value)
-
-
-@contextlib.contextmanager
-def _logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
-    import datasets
-    import transformers
-
-    from hw import runs
-
-    datasets.logging.set_verbosity_warning()
-    transformers.logging.set_verbosity_warning()
-    # Through our handlers, so its warnings land in run.log too and never hold a stale stderr.
-    transformers.logging.disable_default_handler()
-    transformers.logging.enable_propagation()
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if runs.is_main_process():
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            root.removeHandler(handler)
-            handler.close()
+    schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
+    return config.load(schema, homework, variant, config_file=config_file, overrides=overrides, run=run)
 
 
 for _homework in HOMEWORKS:
@@ -361,7 +250,7 @@ def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
     """Assemble every report fragment into reports/summary.md (the weekly summary)."""
     from hw import report as report_module
 
-    with _user_errors():
+    with user_errors():
         typer.echo(f"summary: {report_module.assemble(reports_dir, list(HOMEWORKS))}")
 
 
@@ -375,18 +264,17 @@ def smoke(
     ] = None,
 ) -> None:
     """Run every homework on the offline tiny preset, then assemble their summary (a few minutes on a CPU)."""
-    from hw import config
+    from hw import config, runner
     from hw import report as report_module
 
-    with _user_errors():
+    with user_errors():
         unknown = sorted(set(only or []) - set(HOMEWORKS))
         if unknown:
             raise HwError(f"--homework {unknown[0]!r} is not a homework; choose from: {', '.join(HOMEWORKS)}")
         for homework in only or HOMEWORKS:
             for variant in config.variants(homework):
-                run_homework(
-                    homework, variant, None, [], {"tiny": True}, None, workdir / "runs", workdir / "reports"
-                )
+                cfg = _load_config(homework, variant, None, [], {"tiny": True})
+                runner.run_homework(cfg, runs_root=workdir / "runs", reports_dir=workdir / "reports")
         typer.echo(f"summary: {report_module.assemble(workdir / 'reports', list(HOMEWORKS))}")
 
 
@@ -403,30 +291,24 @@ def doctor(
     config: ConfigOption = None,
     set_overrides: SetOption = None,
     tiny: TinyOption = False,
+    eval_only: EvalOnlyOption = False,
+    checkpoint: CheckpointOption = None,
     output_dir: Annotated[
         Path, typer.Option("--output-dir", help="Where runs will be written (its disk is checked).")
     ] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Preflight before a long run: GPU, precision, bitsandbytes, memory, disk, models, data; exit 1 if it cannot work."""
-    from hw import config as config_module
     from hw import doctor as preflight
 
-    with _user_errors():
+    with user_errors():
         cfg = None
         if homework is not None:
             if homework not in HOMEWORKS:
                 raise HwError(f"unknown homework {homework!r}; choose one of: {', '.join(HOMEWORKS)}")
-            schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
             variant = variant or VARIANT_OPTIONS.get(homework, (None, None, None))[2]
-            cfg = config_module.load(
-                schema,
-                homework,
-                variant,
-                config_file=config,
-                overrides=set_overrides or [],
-                run={"tiny": tiny},
-            )
+            run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint}
+            cfg = _load_config(homework, variant, config, set_overrides or [], run_options)
         diagnosis = preflight.diagnose(cfg, output_dir)
     typer.echo(
         json.dumps(preflight.to_json(diagnosis), ensure_ascii=False)
@@ -463,8 +345,8 @@ def whisper_dataset(
     ] = None,
 ) -> None:
     """Cut your own recordings into overlapping 16 kHz clips, pseudo-label them with Whisper, write an audiofolder."""
-    with _user_errors():
-        from hw import runs
+    with user_errors():
+        from hw import runner, runs
         from hw.tasks import whisper_dataset as builder
 
         options = builder.DatasetOptions(
@@ -479,7 +361,7 @@ def whisper_dataset(
         )
         with runs.removed_on_user_error(out):
             out.mkdir(parents=True, exist_ok=True)
-            with _logging_to(out / "run.log"):
+            with runner.logging_to(out / "run.log"):
                 counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "
@@ -488,65 +370,7 @@ def whisper_dataset(
         )
 
 
-score_app = typer.Typer(
-    help="Score existing predictions without a model: SQuAD (official v1.1 rules) or speech (WER/CER).",
-    no_args_is_help=True,
-)
 app.add_typer(score_app, name="score")
-
-
-@score_app.command(
-    "squad", epilog="Example: hw score squad dev-v1.1.json runs/qa/<run>/eval_predictions.json --json"
-)
-def score_squad(
-    data: Annotated[Path, typer.Argument(help="Official SQuAD JSON file, e.g. dev-v1.1.json.")],
-    predictions: Annotated[Path, typer.Argument(help='JSON object {"<question id>": "<answer text>"}.')],
-    squad_v2: Annotated[bool, typer.Option("--squad-v2", help="SQuAD 2.0 file and rules.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print {exact_match, f1, total, missing} as JSON.")
-    ] = False,
-) -> None:
-    """SQuAD exact match and F1 of a predictions file, equal to evaluate-v1.1.py (evaluate-v2.0.py with --squad-v2)."""
-    from hw.metrics.squad import score_files
-
-    with _user_errors():
-        result = score_files(data, predictions, squad_v2=squad_v2)
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(
-            f"exact match {result['exact_match']:.2f} · F1 {result['f1']:.2f} on {result['total']} questions "
-            f"({result['missing']} without a prediction, scored 0)"
-        )
-
-
-@score_app.command(name="asr", epilog="Example: hw score asr runs/whisper/zh-*/samples.jsonl --normalize zh")
-def score_asr(
-    file: Annotated[Path, typer.Argument(help="CSV (with a header row) or JSONL of transcripts.")],
-    hyp_col: Annotated[str, typer.Option("--hyp-col", help="Column of the hypotheses.")] = "hypothesis",
-    ref_col: Annotated[str, typer.Option("--ref-col", help="Column of the references.")] = "reference",
-    normalize: Annotated[
-        str, typer.Option("--normalize", help="none, basic, zh or atc (ATC spellings, digits).")
-    ] = "basic",
-    zh_convert: Annotated[
-        str, typer.Option("--zh-convert", help="OpenCC conversion for zh: t2s, s2twp…")
-    ] = "t2s",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """WER and CER (with substitutions, deletions, insertions) of a file of hypotheses and references."""
-    from hw.metrics import asr
-
-    with _user_errors():
-        result = asr.score_file(file, hyp_col, ref_col, normalize, zh_convert)
-    if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
-        return
-    typer.echo(
-        f"{result['utterances']} utterances, normalizer {normalize}: WER {result['wer']:.4f} "
-        f"(S {result['substitutions']}, D {result['deletions']}, I {result['insertions']} of "
-        f"{result['reference_words']} words), CER {result['cer']:.4f}, "
-        f"sentence error rate {result['sentence_error_rate']:.4f}, mean utterance WER {result['mean_utterance_wer']:.4f}"
-    )
 
 
 def main() -> None:

@@ -177,6 +177,15 @@ class RunOptions:
     resume: bool = False
     """Continue from the newest checkpoint in the run directory."""
 
+    def problems(self) -> list[str]:
+        """Options that do not go together."""
+        if self.checkpoint is not None and not self.eval_only:
+            return [
+                "checkpoint: --checkpoint is only read with --eval-only; to keep training a saved model, "
+                "use --set model.name_or_path=DIR"
+            ]
+        return []
+
 
 def config_dir(homework: str) -> Path:
     """The packaged YAML folder of one homework."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from hw import runs
 from hw.errors import HwError
+from hw.record import RunRecord, Table
 
 COLUMN_TITLES = {
     "epoch": "Epoch",
@@ -37,12 +38,12 @@ SAMPLE_ROWS = 5
 def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
     """Render `reports/fragments/<homework>-<variant>[-tiny].md` and its figure from the run's artifacts."""
     settings = _read_yaml(run_dir / "config.yaml")
-    metrics = runs.read_json(run_dir / "metrics.json")
+    record = RunRecord.read(run_dir)
     environment = runs.read_json(run_dir / "env.json")
     run = settings["run"]
     name = f"{run['homework']}-{run['variant']}" + ("-tiny" if run["tiny"] else "")
-    figure = _plot(run_dir / "trainer_state.json", reports_dir / "figures" / f"{name}.png")
-    rows = metrics["epochs"] or [{"epoch": None, **metrics["final"]}]
+    figure = _plot(record.trainer_state, reports_dir / "figures" / f"{name}.png")
+    rows = record.epochs or [{"epoch": None, **record.final}]
     metadata = {
         "homework": run["homework"],
         "variant": run["variant"],
@@ -56,12 +57,12 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
         f"<!-- hw-fragment {json.dumps(metadata, ensure_ascii=False)} -->",
         f"## {run['homework']} · {run['variant']}{' (tiny preset)' if run['tiny'] else ''} — run `{run_dir.name}`",
         TINY_BANNER if run["tiny"] else "",
-        _what_was_run(settings, metrics, environment),
+        _what_was_run(settings, record, environment),
         "<!-- table -->\n" + _table(_row_groups(metadata)) + "\n<!-- /table -->",
-        "**Final:** " + " · ".join(f"{key} {_number(value)}" for key, value in metrics["final"].items()),
-        *(f"> **Note:** {note}" for note in metrics.get("notes", [])),
-        *(_extra_table(table) for table in metrics.get("tables", [])),
-        _samples(run_dir / "samples.jsonl"),
+        "**Final:** " + " · ".join(f"{key} {_number(value)}" for key, value in record.final.items()),
+        *(f"> **Note:** {note}" for note in record.notes),
+        *(_extra_table(table) for table in record.tables),
+        _samples(record.samples),
         f"![loss and metric curves](../figures/{figure.name})" if figure else "",
     ]
     path = reports_dir / "fragments" / f"{name}.md"
@@ -172,12 +173,12 @@ def _table(groups: list[tuple[str, list[dict]]]) -> str:
     return "\n".join(lines)
 
 
-def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
-    model, data, train = settings.get("model", {}), settings.get("data", {}), settings.get("train", {})
-    sizes = " / ".join(f"{count} {split}" for split, count in metrics.get("data", {}).items())
+def _what_was_run(settings: dict, record: RunRecord, environment: dict) -> str:
+    model, train = settings.get("model", {}), settings.get("train", {})
+    sizes = " / ".join(f"{count} {split}" for split, count in record.data.items())
     lines = [
-        f"- **Model:** {model.get('name_or_path')} · **weights scored:** {metrics.get('weights')}",
-        f"- **Data:** {data.get('dataset')} — {sizes} examples",
+        f"- **Model:** {model.get('name_or_path')} · **weights scored:** {record.weights}",
+        f"- **Data:** {record.dataset} — {sizes} examples",
     ]
     if not settings["run"]["eval_only"]:
         lines.append(
@@ -190,7 +191,7 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
         lines.append(
             f"- **LoRA:** r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {', '.join(lora['target_modules'])}"
         )
-    counts = metrics.get("model", {})
+    counts = record.model
     if counts:
         lines.append(
             f"- **Parameters:** {counts['trainable_parameters']:,} trainable of {counts['total_parameters']:,}"
@@ -201,7 +202,7 @@ def _what_was_run(settings: dict, metrics: dict, environment: dict) -> str:
         )
     packages = environment["packages"]
     lines.append(
-        f"- **Hardware:** {environment['device']}{_processes(environment)} · **time:** {metrics.get('wall_seconds', '?')} s · "
+        f"- **Hardware:** {environment['device']}{_processes(environment)} · **time:** {record.wall_seconds} s · "
         f"**seed:** {environment['seed']} · hw {packages.get('hw')}, transformers {packages.get('transformers')}, "
         f"torch {packages.get('torch')}"
     )
@@ -214,7 +215,7 @@ def _processes(environment: dict) -> str:
     return f" × {size} processes" if size > 1 else ""
 
 
-def _extra_table(table: dict) -> str:
+def _extra_table(table: Table) -> str:
     lines = [
         f"**{table['title']}**",
         "",
@@ -225,10 +226,8 @@ def _extra_table(table: dict) -> str:
     return "\n".join(lines)
 
 
-def _samples(path: Path) -> str:
-    if not path.is_file():
-        return ""
-    rows = runs.read_jsonl(path)[:SAMPLE_ROWS]
+def _samples(samples: list[dict[str, Any]]) -> str:
+    rows = samples[:SAMPLE_ROWS]
     if not rows:
         return ""
     columns = list(rows[0])
@@ -265,11 +264,11 @@ def _environment_block(fragments: list[dict]) -> str:
     return "## Environment\n\n" + "\n".join(lines)
 
 
-def _plot(state_path: Path, figure_path: Path) -> Path | None:
+def _plot(state: dict[str, Any] | None, figure_path: Path) -> Path | None:
     """Training and validation loss per step, with the first evaluation metric on a second axis."""
-    if not state_path.is_file():
+    if state is None:
         return None
-    history = runs.read_json(state_path)["log_history"]
+    history = state["log_history"]
     train = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
     evaluation = [entry for entry in history if "eval_loss" in entry]
     if not train and not evaluation:

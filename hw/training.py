@@ -21,6 +21,7 @@ from transformers import (
 
 from hw import runs
 from hw.config import TrainConfig
+from hw.record import TRAINER_STATE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +228,14 @@ def _complete(checkpoint: Path) -> bool:
     return True
 
 
-def write_trainer_state(trainer: Trainer, run_dir: Path) -> None:
-    """`trainer_state.json` (losses and metrics of every logging step) of the run, written atomically."""
-    state = json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n"
-    runs.write_text(run_dir / "trainer_state.json", state)
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """The Trainer's state: losses and metrics of every logging step, steps, batch size (trainer_state.json)."""
+    return dataclasses.asdict(trainer.state)
+
+
+def write_trainer_state(trainer: Trainer, folder: Path) -> None:
+    """`trainer_state.json` of a stage's folder, written atomically (a run's own comes with its `RunRecord`)."""
+    runs.write_json(folder / TRAINER_STATE_FILE, trainer_state(trainer), sort_keys=True)
 
 
 def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

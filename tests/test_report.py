@@ -8,6 +8,7 @@ import yaml
 
 from hw import report, runs
 from hw.errors import HwError
+from hw.record import RunRecord
 from tests.test_runs import FullDisk
 
 
@@ -24,19 +25,20 @@ def _fake_run(
         "reference": [{"source": "course", "rows": [{"epoch": 1, "accuracy": 0.526}]}],
     }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(settings))
-    metrics = {
-        "final": {"accuracy": accuracy},
-        "epochs": [
+    RunRecord(
+        final={"accuracy": accuracy},
+        epochs=[
             {"epoch": 1.0, "step": 63, "training_loss": 1.5, "validation_loss": 1.25, "accuracy": accuracy}
         ],
-        "weights": "fine-tuned in this run",
-        "data": {"train": 1000, "eval": 1000},
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        weights="fine-tuned in this run",
+        dataset="yelp_review_full",
+        data={"train": 1000, "eval": 1000},
+        samples=[{"text": "Great | place", "label": "5 stars"}],
+        wall_seconds=12.5,
+    ).write(run_dir)
     (run_dir / "env.json").write_text(
         json.dumps({"device": "CPU (2 cores)", "packages": {"hw": "0.1.0"}, "seed": 42})
     )
-    (run_dir / "samples.jsonl").write_text(json.dumps({"text": "Great | place", "label": "5 stars"}) + "\n")
     return run_dir
 
 

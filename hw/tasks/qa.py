@@ -12,8 +12,9 @@ from transformers import DataCollatorWithPadding
 from hw import models, runs, sources
 from hw.config import Dataset, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
+from hw.record import RunRecord
 from hw.tasks.qa_postprocess import QAPredictions, postprocess_qa_predictions
-from hw.training import build_trainer, evaluation_history, parameter_counts, train, write_trainer_state
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class QAConfig:
     """Published numbers shown above this run's in the report."""
 
 
-def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
-    """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the run's artifacts."""
+def run(cfg: QAConfig, run_dir: Path) -> RunRecord:
+    """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the answers."""
     # Names, then data, then weights: a wrong model path fails before any download, a bad column before any load.
     source = models.resolve(cfg.model, cfg.run.checkpoint)
     splits = sources.load_splits(cfg.data, COLUMNS, need_train=not cfg.run.eval_only)
@@ -112,23 +113,21 @@ def run(cfg: QAConfig, run_dir: Path) -> dict[str, float]:
     metrics = trainer.predict(features["eval"]).metrics
     final = {"exact_match": metrics["test_exact_match"], "f1": metrics["test_f1"]}
     final["validation_loss"] = metrics["test_loss"]
-    _write_answers(run_dir, scorer.latest, splits["eval"])
-    write_trainer_state(trainer, run_dir)
+    _write_answers(run_dir, scorer.latest)
     epochs = evaluation_history(trainer.state.log_history)
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": final,
-            "epochs": epochs,
-            "weights": weights,
-            "data": {name: len(split) for name, split in splits.items()},
-            "model": parameter_counts(trainer.model),
-            "notes": _overfitting_notes(epochs),
-        },
-    )
     count = f"{len(splits['eval'])} questions ({len(features['eval'])} windows)"
     log.info("EM %.2f, F1 %.2f on %s; weights: %s", final["exact_match"], final["f1"], count, weights)
-    return final
+    return RunRecord(
+        final=final,
+        epochs=epochs,
+        weights=weights,
+        dataset=cfg.data.dataset,
+        data={name: len(split) for name, split in splits.items()},
+        model=parameter_counts(trainer.model),
+        notes=_overfitting_notes(epochs),
+        samples=_samples(scorer.latest, splits["eval"]),
+        trainer_state=trainer_state(trainer),
+    )
 
 
 def to_features(split: Any, tokenizer: Any, data: QAData) -> Any:
@@ -230,10 +229,14 @@ class SquadScorer:
         return {"exact_match": result.exact_match, "f1": result.f1}
 
 
-def _write_answers(run_dir: Path, answers: QAPredictions, examples: Any) -> None:
-    """`eval_predictions.json` ({id: text}, the official format), the n-best lists, and one sample per question."""
+def _write_answers(run_dir: Path, answers: QAPredictions) -> None:
+    """`eval_predictions.json` ({id: text}, the official format) and the n-best lists."""
     runs.write_json(run_dir / "eval_predictions.json", answers.predictions)
     runs.write_json(run_dir / "eval_nbest_predictions.json", answers.nbest)
+
+
+def _samples(answers: QAPredictions, examples: Any) -> list[dict[str, Any]]:
+    """One sample per question: its answers, the prediction, and whether they match."""
     samples = []
     for row in examples:
         truths = list(dict.fromkeys(row["answers"]["text"])) or [""]
@@ -246,7 +249,7 @@ def _write_answers(run_dir: Path, answers: QAPredictions, examples: Any) -> None
                 "correct": any(exact_match(prediction, truth) for truth in truths),
             }
         )
-    runs.write_jsonl(run_dir / "samples.jsonl", samples)
+    return samples
 
 
 def _overfitting_notes(epochs: list[dict[str, Any]]) -> list[str]:

@@ -25,13 +25,8 @@ from hw.generation import (
     tokenize_example,
 )
 from hw.metrics.poem import score_poems, split_clauses, strip_echo
-from hw.training import (
-    build_trainer,
-    evaluation_history,
-    parameter_counts,
-    train,
-    write_trainer_state,
-)
+from hw.record import RunRecord
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +189,7 @@ class Generated:
     summary: dict[str, float]
 
 
-def run(cfg: TangConfig, run_dir: Path) -> dict[str, float]:
+def run(cfg: TangConfig, run_dir: Path) -> RunRecord:
     """Score the untuned model, fine-tune (unless eval-only), then generate and score the test poems."""
     poems = _load_poems(cfg.data, need_train=not cfg.run.eval_only)
     # New adapters when training, which starts from the base (--checkpoint is read with --eval-only only).
@@ -212,27 +207,27 @@ def run(cfg: TangConfig, run_dir: Path) -> dict[str, float]:
     if cfg.eval.before_training and hasattr(model, "disable_adapter"):  # PEFT: the base is one switch away
         with model.disable_adapter():
             untuned = generate(cfg.generation)
-    history, losses = [], {}
+    history, losses, state = [], {}, None
     if not cfg.run.eval_only:
-        history, losses = _fine_tune(model, tokenizer, poems, cfg, run_dir, prompt_format)
+        history, losses, state = _fine_tune(model, tokenizer, poems, cfg, run_dir, prompt_format)
         weights = models.trained_sentence(run_dir / "model")
     tuned = generate(cfg.generation)
-    _write_outputs(run_dir, tuned)
+    _write_results(run_dir, tuned)
     final = {**tuned.summary, **losses}
     sizes = {"train": poems.train, "validation": poems.validation, "test": poems.test}
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": final,
-            "epochs": history,
-            "weights": weights,
-            "data": {name: len(split) for name, split in sizes.items() if split},
-            "model": parameter_counts(model),
-            "tables": _before_after(untuned, tuned) + _sweep(generate, cfg),
-        },
-    )
+    tables = _before_after(untuned, tuned) + _sweep(generate, cfg)
     log.info("form %.3f on %d test poems (%s)", final["form"], len(poems.test), weights)
-    return final
+    return RunRecord(
+        final=final,
+        epochs=history,
+        weights=weights,
+        dataset=cfg.data.directory or cfg.data.test_file,
+        data={name: len(split) for name, split in sizes.items() if split},
+        model=parameter_counts(model),
+        tables=tables,
+        samples=tuned.samples,
+        trainer_state=state,
+    )
 
 
 def _load_poems(data: TangData, need_train: bool) -> Poems:
@@ -322,8 +317,8 @@ def _warn_unknown_characters(tokenizer: Any, poems: Poems, model_name: str) -> N
 
 def _fine_tune(
     model: Any, tokenizer: Any, poems: Poems, cfg: TangConfig, run_dir: Path, prompt_format: PromptFormat
-) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Train the adapters and save them; return the evaluation history and the final losses."""
+) -> tuple[list[dict[str, float]], dict[str, float], dict[str, Any]]:
+    """Train the adapters and save them; return the evaluation history, the final losses and the Trainer's state."""
     train_features = _features(poems.train, tokenizer, cfg, prompt_format)
     if not train_features:
         raise HwError(
@@ -348,8 +343,7 @@ def _fine_tune(
     losses = {"training_loss": next(e["train_loss"] for e in trainer.state.log_history if "train_loss" in e)}
     if validation_features:
         losses["validation_loss"] = trainer.evaluate()["eval_loss"]
-    write_trainer_state(trainer, run_dir)
-    return history, losses
+    return history, losses, trainer_state(trainer)
 
 
 def _features(
@@ -403,14 +397,13 @@ def _without(scores: dict[str, float], names: tuple[str, ...]) -> dict[str, floa
     return {name: value for name, value in scores.items() if name not in names}
 
 
-def _write_outputs(run_dir: Path, tuned: Generated) -> None:
-    """`results.txt` in the course's format (`1. {input}{prediction}`, one line each) and `samples.jsonl`."""
+def _write_results(run_dir: Path, tuned: Generated) -> None:
+    """`results.txt` in the course's format (`1. {input}{prediction}`, one line each)."""
     lines = [
         f"{i}. {row['input']}{row['prediction'].replace(chr(10), ' ')}\n"
         for i, row in enumerate(tuned.samples, 1)
     ]
     runs.write_text(run_dir / "results.txt", "".join(lines))
-    runs.write_jsonl(run_dir / "samples.jsonl", tuned.samples)
 
 
 def _before_after(untuned: Generated | None, tuned: Generated) -> list[dict[str, Any]]:

@@ -10,11 +10,8 @@ from hw import models, runs, sources, speech
 from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
-from hw.training import (
-    evaluation_history,
-    parameter_counts,
-    write_trainer_state,
-)
+from hw.record import RunRecord
+from hw.training import evaluation_history, parameter_counts, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -126,40 +123,39 @@ class WhisperConfig:
         return found
 
 
-def run(cfg: WhisperConfig, run_dir: Path) -> dict[str, float]:
-    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and write the run's artifacts."""
+def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
+    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and score the transcripts."""
     weights = models.resolve(cfg.model, cfg.run.checkpoint)
     processor = models.whisper_processor(weights, cfg.language, cfg.task)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     features, clip_counts = _features(splits, processor, models.max_label_tokens(weights), cfg)
-    epochs, counts = [], {}
+    state, counts = None, {}
     if not cfg.run.eval_only:
-        weights, epochs, counts = _train(cfg, weights, processor, features, run_dir)
+        weights, state, counts = _train(cfg, weights, processor, features, run_dir)
     if weights.checkpoint is None:
         log.info("no --checkpoint: scoring the base model %s as it is", cfg.model.name_or_path)
     scored = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
     hypotheses = _transcribe(scored.model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
+    epochs = evaluation_history(state["log_history"]) if state else []
     if epochs:  # the last validation row also carries the scores, so the report's table shows them
         epochs[-1].update({key: final[key] for key in ("wer", "cer", "wer_orthographic")})
     samples = _samples(features["eval"], hypotheses, scores["normalized"])
     # A seeded random order: the report shows the first rows, a fair sample rather than the first clips.
     random.Random(cfg.eval.samples_seed).shuffle(samples)
-    runs.write_jsonl(run_dir / "samples.jsonl", samples)
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": final,
-            "epochs": epochs,
-            "weights": scored.weights,
-            "data": {name: len(split) for name, split in features.items()},
-            "model": counts,
-            "tables": _tables(scores, clip_counts),
-        },
-    )
     log.info("%s (%s)", " · ".join(f"{key} {value:.4f}" for key, value in final.items()), scored.weights)
-    return final
+    return RunRecord(
+        final=final,
+        epochs=epochs,
+        weights=scored.weights,
+        dataset=cfg.data.dataset,
+        data={name: len(split) for name, split in features.items()},
+        model=counts,
+        tables=_tables(scores, clip_counts),
+        samples=samples,
+        trainer_state=state,
+    )
 
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
@@ -219,8 +215,8 @@ def _features(
 
 def _train(
     cfg: WhisperConfig, weights: models.Weights, processor: Any, features: dict[str, Any], run_dir: Path
-) -> tuple[models.Weights, list[dict[str, Any]], dict[str, int]]:
-    """Train LoRA adapters on the base model; return the saved adapter, the loss rows and parameter counts."""
+) -> tuple[models.Weights, dict[str, Any], dict[str, int]]:
+    """Train LoRA adapters on the base model; return the saved adapter, the Trainer's state and parameter counts."""
     trainee = models.whisper(
         weights, cfg.language, cfg.task, training=True, quantization=cfg.quantization, lora=cfg.lora
     )
@@ -233,9 +229,7 @@ def _train(
     trainer = speech.fine_tune(trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume)
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
-    write_trainer_state(trainer, run_dir)
-    trained = models.trained_here(weights, run_dir / "model")
-    return trained, evaluation_history(trainer.state.log_history), counts
+    return models.trained_here(weights, run_dir / "model"), trainer_state(trainer), counts
 
 
 def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:

@@ -13,13 +13,8 @@ from hw import models, runs, sources
 from hw.config import Dataset, LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics.classification import accuracy
-from hw.training import (
-    build_trainer,
-    evaluation_history,
-    parameter_counts,
-    train,
-    write_trainer_state,
-)
+from hw.record import RunRecord
+from hw.training import build_trainer, evaluation_history, parameter_counts, train, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +80,8 @@ class YelpConfig:
     """Published numbers shown above this run's in the report."""
 
 
-def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
-    """Train (unless eval-only), score accuracy on the evaluation split, and write the run's artifacts."""
+def run(cfg: YelpConfig, run_dir: Path) -> RunRecord:
+    """Train (unless eval-only) and score accuracy on the evaluation split."""
     # Names, then data, then weights: a typo or a missing column fails before any weights load.
     source = models.resolve(cfg.model, cfg.run.checkpoint)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
@@ -119,19 +114,6 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
         "accuracy": accuracy(predicted, prediction.label_ids.tolist()),
         "eval_loss": prediction.metrics["test_loss"],
     }
-    runs.write_jsonl(run_dir / "samples.jsonl", _samples(splits["eval"], predicted, cfg.data))
-    write_trainer_state(trainer, run_dir)
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": final,
-            "epochs": evaluation_history(trainer.state.log_history),
-            "weights": weights,
-            "data": {name: len(split) for name, split in splits.items()},
-            "model": parameter_counts(trainer.model),
-            "tables": _demo_table(demo_before, _classify(trainer.model, tokenizer, cfg), cfg),
-        },
-    )
     log.info(
         "accuracy %.4f on %d %s examples (%s)",
         final["accuracy"],
@@ -139,7 +121,17 @@ def run(cfg: YelpConfig, run_dir: Path) -> dict[str, float]:
         cfg.data.eval_split,
         weights,
     )
-    return final
+    return RunRecord(
+        final=final,
+        epochs=evaluation_history(trainer.state.log_history),
+        weights=weights,
+        dataset=cfg.data.dataset,
+        data={name: len(split) for name, split in splits.items()},
+        model=parameter_counts(trainer.model),
+        tables=_demo_table(demo_before, _classify(trainer.model, tokenizer, cfg), cfg),
+        samples=_samples(splits["eval"], predicted, cfg.data),
+        trainer_state=trainer_state(trainer),
+    )
 
 
 def _load_splits(data: YelpData, need_train: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hw import runs, sources, speech, stages
 from hw.errors import HwError
+from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks.atc import asr, correct, score
 from hw.tasks.atc.asr import Clips
 from hw.tasks.atc.config import STAGES, AtcConfig, AtcData
@@ -21,8 +22,8 @@ from hw.tasks.atc.config import STAGES, AtcConfig, AtcData
 log = logging.getLogger(__name__)
 
 
-def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
-    """Run every stage (cached ones are read back), then write metrics.json and samples.jsonl from `score`."""
+def run(cfg: AtcConfig, run_dir: Path) -> RunRecord:
+    """Run every stage (cached ones are read back); the run's record comes from `score` and the training stages."""
     asr_checkpoint, corrector_checkpoint = _preflight(cfg)
     inputs = stage_inputs(cfg, asr_checkpoint, corrector_checkpoint)
     stages_dir = run_dir / "stages"
@@ -58,7 +59,7 @@ def run(cfg: AtcConfig, run_dir: Path) -> dict[str, float]:
         "correct", lambda folder: correct.correct(inputs["correct"], transcripts, pairs, corrector, folder)
     )
     scores = stage("score", lambda folder: score.score(inputs["score"], transcripts, corrections, folder))
-    return _write_outputs(cfg, run_dir, done, scores, fine_tuned_asr, corrector)
+    return _record(cfg, run_dir, done, scores, fine_tuned_asr, corrector)
 
 
 def stage_inputs(
@@ -161,15 +162,15 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
     )
 
 
-def _write_outputs(
+def _record(
     cfg: AtcConfig,
     run_dir: Path,
     done: list[stages.StageResult],
     score_dir: Path,
     fine_tuned_asr: str | None,
     corrector: str | None,
-) -> dict[str, float]:
-    """metrics.json, samples.jsonl and trainer_state.json of the run, from the stages' outputs."""
+) -> RunRecord:
+    """The run's record, from the stages' outputs."""
     scores = runs.read_json(score_dir / "scores.json")
     stages_dir = run_dir / "stages"
     history = (
@@ -186,11 +187,8 @@ def _write_outputs(
         epochs[-1].update(headline)
     else:
         epochs = [{"epoch": None, **headline}]
-    if (stages_dir / "asr_train" / "trainer_state.json").is_file() and history:
-        runs.write_text(
-            run_dir / "trainer_state.json", (stages_dir / "asr_train" / "trainer_state.json").read_text()
-        )
-    runs.write_text(run_dir / "samples.jsonl", (score_dir / "samples.jsonl").read_text(encoding="utf-8"))
+    state_file = stages_dir / "asr_train" / TRAINER_STATE_FILE
+    state = runs.read_json(state_file) if state_file.is_file() and history else None
     transcripts_dir = stages_dir / "transcribe"
     clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
     pairs_file = stages_dir / "pairs" / "pairs.jsonl"
@@ -199,26 +197,25 @@ def _write_outputs(
     stage_rows = [[result.name, result.key, "computed" if result.computed else "cached", result.seconds]
                   for result in done]  # fmt: skip
     fine_tuning = [_corrector_training(stages_dir / "corrector_train")] if "corrector_train" in ran else []
-    runs.write_json(
-        run_dir / "metrics.json",
-        {
-            "final": scores["final"],
-            "epochs": epochs,
-            "weights": _weights(cfg, fine_tuned_asr, corrector),
-            "data": {row[0]: row[2] for row in clips} | pairs,
-            "model": history.get("model", {}),
-            "tables": scores["tables"] + fine_tuning + [
-                {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
-                 *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
-                {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
-                 "columns": ["Stage", "Key", "This run", "Seconds when computed"], "rows": stage_rows},
-            ],
-            "notes": [f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
-                      "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
-                      "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
-        },
+    return RunRecord(
+        final=scores["final"],
+        epochs=epochs,
+        weights=_weights(cfg, fine_tuned_asr, corrector),
+        dataset=cfg.data.dataset,
+        data={row[0]: row[2] for row in clips} | pairs,
+        model=history.get("model", {}),
+        tables=scores["tables"] + fine_tuning + [
+            {"title": "Clips per split", "columns": ["Split", "Clips", "Kept",
+             *(f"Skipped: {reason}" for reason in speech.SKIP_REASONS)], "rows": clips},
+            {"title": "Stages (cached: read back from run_dir/stages, not recomputed)",
+             "columns": ["Stage", "Key", "This run", "Seconds when computed"], "rows": stage_rows},
+        ],
+        notes=[f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
+               "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
+               "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
+        samples=runs.read_jsonl(score_dir / SAMPLES_FILE),
+        trainer_state=state,
     )  # fmt: skip
-    return scores["final"]
 
 
 def _corrector_training(folder: Path) -> dict[str, Any]:

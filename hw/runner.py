@@ -1,0 +1,116 @@
+"""Run one homework from its loaded config: the run directory, its manifest, the process set-up, the task, and
+the files and report fragment written from the task's `RunRecord` by the main process.
+
+Heavy libraries (torch, transformers) are imported inside the functions: importing this module costs nothing.
+"""
+
+import contextlib
+import dataclasses
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hw import config, report, runs
+from hw.record import RunRecord
+
+
+def run_homework(
+    cfg: Any,
+    *,
+    output_dir: Path | None = None,
+    runs_root: Path = Path("runs"),
+    reports_dir: Path = Path("reports"),
+) -> Path:
+    """Run the task of `cfg` in its own run directory, write what it found and its report fragment.
+
+    Args:
+        cfg: A homework's config from `config.load`; `cfg.run` names the homework and how it runs.
+        output_dir: The run directory; default `runs_root/<homework>/<variant>[-tiny]-<timestamp>`.
+        runs_root: Where runs go when no `output_dir` is given.
+        reports_dir: Where the report fragment and its figure go.
+
+    Returns:
+        The run directory.
+    """
+    task = importlib.import_module(f"hw.tasks.{cfg.run.homework}")
+    run_dir = runs.run_directory(
+        cfg.run.homework,
+        cfg.run.variant,
+        output_dir=output_dir,
+        runs_root=runs_root,
+        resume=cfg.run.resume,
+        tiny=cfg.run.tiny,
+    )
+    with runs.removed_on_user_error(run_dir):
+        runs.prepare(run_dir)
+        report.check_writable(reports_dir)  # the fragment is written after training: fail before it
+        settings = config.to_dict(cfg)
+        runs.write_yaml(run_dir / "config.yaml", settings)
+        runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
+        _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
+        started = time.perf_counter()
+        with logging_to(run_dir / "run.log"):
+            record: RunRecord = task.run(cfg, run_dir)
+        if not runs.is_main_process():  # the main process writes the artifacts and the report
+            return run_dir
+        record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
+        record.write(run_dir)
+    fragment = report.write_fragment(run_dir, reports_dir)
+    print(f"run: {run_dir}\nreport fragment: {fragment}")
+    return run_dir
+
+
+def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None:
+    """Before the task: the tiny assets it names, built by one process; threads for tiny models; the seed."""
+    import torch
+    from transformers import set_seed
+
+    # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
+    with runs.main_process_first(), runs.alone():
+        _build_tiny_assets(settings)
+    if tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
+        torch.set_num_threads(1)
+    # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
+    set_seed(seed)
+
+
+def _build_tiny_assets(settings: dict[str, Any]) -> None:
+    """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
+    from hw import tiny
+
+    for value in settings.values():
+        if isinstance(value, dict):
+            _build_tiny_assets(value)
+        elif isinstance(value, str) and value.startswith(tiny.PREFIX):
+            tiny.materialize(value)
+
+
+@contextlib.contextmanager
+def logging_to(log_file: Path) -> Iterator[None]:
+    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
+    import datasets
+    import transformers
+
+    datasets.logging.set_verbosity_warning()
+    transformers.logging.set_verbosity_warning()
+    # Through our handlers, so its warnings land in run.log too and never hold a stale stderr.
+    transformers.logging.disable_default_handler()
+    transformers.logging.enable_propagation()
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if runs.is_main_process():
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
