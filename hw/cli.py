@@ -315,12 +315,13 @@ def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None
 def _build_tiny_assets(settings: dict[str, Any]) -> None:
     """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
     from hw import tiny
+    from hw.tiny import assets
 
     for value in settings.values():
         if isinstance(value, dict):
             _build_tiny_assets(value)
         elif isinstance(value, str) and value.startswith(tiny.PREFIX):
-            tiny.materialize(value)
+            assets.materialize(value)
 
 
 @contextlib.contextmanager
@@ -480,6 +481,7 @@ def whisper_dataset(
         with runs.removed_on_user_error(out):
             out.mkdir(parents=True, exist_ok=True)
             with _logging_to(out / "run.log"):
+                _build_tiny_assets({"model": model})
                 counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "

@@ -19,7 +19,7 @@ def _split(
     dataset: str, config_name: str | None, revision: str, split: str, key: str, cfg: "AtcConfig"
 ) -> Any:
     """One split of a speech dataset with columns `audio` and `sentence` (the `text_column` renamed)."""
-    splits = speech.load_speech_splits(dataset, config_name, revision, cfg.data.text_column)
+    splits = sources.load_speech_splits(dataset, config_name, revision, cfg.data.text_column)
     return sources.require_split(splits, split, dataset, key)
 
 

@@ -10,6 +10,7 @@ from hw import config
 from hw.generation import IGNORE_INDEX, TANG_FORMAT
 from hw.metrics.poem import score_poems
 from hw.tasks import tang
+from hw.tiny import assets
 from hw.tiny.causal_lm import build_tokenizer
 from tests.invoking import invoke, one_line_error
 from tests.shared_data import SHARED_DATA
@@ -138,7 +139,11 @@ def _tiny_config(*overrides: str) -> tang.TangConfig:
 
 
 def test_only_lora_parameters_are_trainable() -> None:
-    _, model, weights = tang._load_model(_tiny_config())
+    cfg = _tiny_config()
+    assets.materialize(
+        cfg.model.name_or_path
+    )  # a run builds it first; here the task's helper is called alone
+    _, model, weights = tang._load_model(cfg)
     trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
     # per layer: q,k,v,o 4 × 8·(64 + 64) = 4,096; gate, up 2 × 8·(64 + 256) and down 8·(256 + 64) = 7,680;

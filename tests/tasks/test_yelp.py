@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from hw import config, sources
 from hw.cli import app
 from hw.tasks import yelp
+from hw.tiny import assets
 
 runner = CliRunner()
 
@@ -95,7 +96,8 @@ def test_eval_only_on_the_saved_run_reproduces_its_accuracy(smoke: Path, tmp_pat
 
 def test_lora_trains_only_adapters_and_the_head() -> None:
     cfg = config.load(yelp.YelpConfig, "yelp", "imdb-lora", run={"tiny": True})
-    _, model, _ = yelp._load_model(cfg, sources.resolve_model(cfg.model.name_or_path), None)
+    base = sources.resolve_model(assets.materialize(cfg.model.name_or_path))
+    _, model, _ = yelp._load_model(cfg, base, None)
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name or "modules_to_save" in name for name in trainable), trainable
     assert any("pre_classifier" in name for name in trainable) and any(
