@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw import config, speech, tiny
+from hw import config, sources, speech
 from hw.metrics import asr
 from hw.tasks import whisper
+from hw.tiny import assets
 
 RESULTS = Path(__file__).parent / "results"
 REPEATS = 3
@@ -55,9 +56,11 @@ def main() -> None:
             whisper.WhisperConfig, "whisper", "fr",
             run={"tiny": True, "eval_only": True, "checkpoint": str(adapter)},
         )  # fmt: skip
-        base = tiny.materialize(cfg.model.name_or_path)
+        base = assets.materialize(cfg.model.name_or_path)
         processor = speech.load_processor(base, "fr")
-        split = speech.load_speech_splits("tiny:commonvoice-fr")["train"].select(range(args.clips))
+        split = sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["train"].select(
+            range(args.clips)
+        )
         ours_set, course_set, rates = _prepare(split, processor, work / "tiny")
         extraction = {
             "tiny 3 s extractor": rates,

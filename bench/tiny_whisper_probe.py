@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import soundfile
 import soxr
 import torch
@@ -30,7 +31,9 @@ def _since(start: tuple[float, float]) -> str:
     return f"{wall - start[0]:.1f} s wall, {cpu - start[1]:.1f} s CPU"
 
 
-def _split(folder: Path, split: str, processor, language: str) -> tuple[list[dict], list[str]]:
+def _split(
+    folder: Path, split: str, processor, language: str
+) -> tuple[list[dict], list[np.ndarray], list[str]]:
     """Read a Common Voice split as the homework does: mp3 -> 16 kHz with soxr -> features."""
     with open(folder / f"{split}.tsv", encoding="utf-8", newline="") as handle:
         records = list(csv.DictReader(handle, delimiter="\t"))
@@ -39,23 +42,23 @@ def _split(folder: Path, split: str, processor, language: str) -> tuple[list[dic
         audio, rate = soundfile.read(folder / "clips" / record["path"], dtype="float32")
         waveforms.append(soxr.resample(audio, rate, tiny_whisper.SAMPLE_RATE))
     texts = [record["sentence"] for record in records]
-    return tiny_whisper.speech_examples(processor, waveforms, texts, language), texts
+    return tiny_whisper.speech_examples(processor, waveforms, texts, language), waveforms, texts
 
 
-def _error_rate(model, processor, rows: list[dict], references: list[str], language: str) -> float:
+def _error_rate(model, processor, waveforms: list[np.ndarray], references: list[str], language: str) -> float:
     """CER for Chinese, WER otherwise (jiwer refuses empty hypotheses: an empty one counts as `-`)."""
-    hypotheses = [text or "-" for text in tiny_whisper.transcribe(model, processor, rows, language)]
+    hypotheses = [text or "-" for text in tiny_whisper.transcribe(model, processor, waveforms, language)]
     return (jiwer.cer if language == "zh" else jiwer.wer)(references, hypotheses)
 
 
-def _studio_rows(processor, language: str) -> tuple[list[dict], list[str]]:
+def _studio_clips(language: str) -> tuple[list[np.ndarray], list[str]]:
     """64 held-out sentences in the pretraining voice: how well the base learned its own voice."""
     texts = tiny_whisper.sentences(language, 64, seed=7)
     voice = tiny_whisper.PRETRAINING_VOICE
     waveforms = [
         tiny_whisper.synthesize(text, language, voice, seed=10**7 + i) for i, text in enumerate(texts)
     ]
-    return tiny_whisper.speech_examples(processor, waveforms, texts, language), texts
+    return waveforms, texts
 
 
 def _adapt(base: Path, folder: Path, language: str, options: argparse.Namespace) -> None:
@@ -65,12 +68,12 @@ def _adapt(base: Path, folder: Path, language: str, options: argparse.Namespace)
 
     start = _clock()
     processor = WhisperProcessor.from_pretrained(base)
-    train_rows, _ = _split(folder, "train", processor, language)
-    test_rows, references = _split(folder, "test", processor, language)
-    print(f"[{language}] read + features of {len(train_rows) + len(test_rows)} clips: {_since(start)}")
+    train_rows, _, _ = _split(folder, "train", processor, language)
+    _, test_waveforms, references = _split(folder, "test", processor, language)
+    print(f"[{language}] read + features of {len(train_rows) + len(test_waveforms)} clips: {_since(start)}")
     model = WhisperForConditionalGeneration.from_pretrained(base)
-    studio = _error_rate(model, processor, *_studio_rows(processor, language), language)
-    before = _error_rate(model, processor, test_rows, references, language)
+    studio = _error_rate(model, processor, *_studio_clips(language), language)
+    before = _error_rate(model, processor, test_waveforms, references, language)
     start = _clock()
     adapter = LoraConfig(
         r=options.rank, lora_alpha=options.alpha, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]
@@ -79,7 +82,7 @@ def _adapt(base: Path, folder: Path, language: str, options: argparse.Namespace)
     with tempfile.TemporaryDirectory() as scratch:
         losses = tiny_whisper.train(model, train_rows, scratch, options.learning_rate, options.epochs)
     print(f"[{language}] LoRA training: {_since(start)}; losses {[round(loss, 2) for loss in losses]}")
-    after = _error_rate(model, processor, test_rows, references, language)
+    after = _error_rate(model, processor, test_waveforms, references, language)
     metric = "CER" if language == "zh" else "WER"
     print(f"[{language}] {metric} studio voice {studio:.3f}; homework voice {before:.3f} -> {after:.3f}")
 

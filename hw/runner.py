@@ -71,22 +71,23 @@ def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None
 
     # Built by one process: in the others, save_pretrained writes no weights, and the builders' Trainer waits.
     with runs.main_process_first(), runs.alone():
-        _build_tiny_assets(settings)
+        build_tiny_assets(settings)
     if tiny:  # tiny models gain nothing from more threads, and lose several-fold on a busy machine
         torch.set_num_threads(1)
     # torch seeds itself at random at start-up: new heads and LoRA weights would differ from run to run.
     set_seed(seed)
 
 
-def _build_tiny_assets(settings: dict[str, Any]) -> None:
+def build_tiny_assets(settings: dict[str, Any]) -> None:
     """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
     from hw import tiny
+    from hw.tiny import assets
 
     for value in settings.values():
         if isinstance(value, dict):
-            _build_tiny_assets(value)
+            build_tiny_assets(value)
         elif isinstance(value, str) and value.startswith(tiny.PREFIX):
-            tiny.materialize(value)
+            assets.materialize(value)
 
 
 @contextlib.contextmanager

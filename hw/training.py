@@ -37,11 +37,11 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 
 def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = False, **extra: Any):
-    """`TrainingArguments` from the config; `extra` carries the few homework-specific ones."""
+    """`TrainingArguments` from the config; `extra` carries the few homework-specific ones, or overrides one."""
     arguments_class = Seq2SeqTrainingArguments if seq2seq else TrainingArguments
     evaluate = train.eval_strategy != "no"
     best = train.metric_for_best_model
-    return arguments_class(
+    arguments = dict(
         output_dir=str(run_dir / "checkpoints"),
         learning_rate=train.learning_rate,
         num_train_epochs=train.num_train_epochs,
@@ -70,8 +70,8 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
         use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
         **precision_flags(train.precision),
-        **extra,
     )
+    return arguments_class(**(arguments | extra))
 
 
 def build_trainer(

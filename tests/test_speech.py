@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from hw import models, speech, tiny
+from hw import models, sources, speech
 from hw.config import ModelConfig
 from hw.errors import HwError
+from hw.tiny import assets
 
 CV_HEADER = [
     "client_id",
@@ -63,7 +64,7 @@ def test_commonvoice_folder_loads_train_dev_test_with_clip_paths(tmp_path: Path)
             "test.tsv": [("d.mp3", "élève", 1.0)],
         },
     )
-    splits = speech.load_speech_splits(str(tmp_path / "cv"))
+    splits = sources.load_speech_splits(str(tmp_path / "cv"))
     assert {name: len(split) for name, split in splits.items()} == {"train": 2, "validation": 1, "test": 1}
     assert splits["train"]["sentence"] == [
         'il a dit "oui',
@@ -78,20 +79,20 @@ def test_commonvoice_tsv_without_path_and_sentence_names_them(tmp_path: Path) ->
     with pytest.raises(
         HwError, match=r"train\.tsv lacks column\(s\) path, sentence \(it has: client_id, file, text\)"
     ):
-        speech.load_speech_splits(str(tmp_path / "cv"))
+        sources.load_speech_splits(str(tmp_path / "cv"))
 
 
 def test_audiofolder_with_split_subfolders_and_a_comma_in_a_transcript(tmp_path: Path) -> None:
     write_audiofolder(tmp_path / "mine" / "train", [("x_0_10.wav", "你好，世界"), ("x_8_18.wav", "a, b")])
     write_audiofolder(tmp_path / "mine" / "test", [("x_16_20.wav", "再見")])
-    splits = speech.load_speech_splits(str(tmp_path / "mine"))
+    splits = sources.load_speech_splits(str(tmp_path / "mine"))
     assert splits["train"]["sentence"] == ["你好，世界", "a, b"]
     assert splits["test"]["audio"] == [str(tmp_path / "mine" / "test" / "x_16_20.wav")]
 
 
 def test_audiofolder_with_one_metadata_file_is_a_train_split(tmp_path: Path) -> None:
     write_audiofolder(tmp_path / "flat", [("one.wav", "un")])
-    assert list(speech.load_speech_splits(str(tmp_path / "flat"))) == ["train"]
+    assert list(sources.load_speech_splits(str(tmp_path / "flat"))) == ["train"]
 
 
 def test_saved_dataset_with_audio_feature_stays_undecoded(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_saved_dataset_with_audio_feature_stays_undecoded(tmp_path: Path) -> Non
     )
     table = table.cast_column("audio", datasets.Audio(sampling_rate=8000))
     datasets.DatasetDict({"test": table}).save_to_disk(tmp_path / "saved")
-    (split,) = speech.load_speech_splits(str(tmp_path / "saved"), text_column="text").values()
+    (split,) = sources.load_speech_splits(str(tmp_path / "saved"), text_column="text").values()
     assert split.column_names == ["audio", "sentence"] and split[0]["sentence"] == "hé"
     samples = speech.load_clip(split[0]["audio"])
     assert (samples.dtype, len(samples)) == (np.float32, 4000)  # 0.25 s at 16 kHz, from 8 kHz bytes
@@ -141,7 +142,7 @@ def test_duration_batches_put_the_longest_clips_first() -> None:
 
 @pytest.fixture(scope="module")
 def whisper_dir() -> str:
-    return tiny.materialize("tiny:whisper")
+    return assets.materialize("tiny:whisper")
 
 
 def test_features_keep_skipped_clips_as_counted_rows(tmp_path: Path, whisper_dir: str) -> None:

@@ -10,7 +10,13 @@ from transformers import BertConfig, BertForSequenceClassification, LlamaConfig,
 
 from hw.config import LoraConfig, TrainConfig
 from hw.models import add_lora
-from hw.training import LengthGroupedBatches, build_trainer, drop_checkpoints, parameter_counts
+from hw.training import (
+    LengthGroupedBatches,
+    build_trainer,
+    drop_checkpoints,
+    parameter_counts,
+    training_arguments,
+)
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -113,3 +119,11 @@ def test_drop_checkpoints_keeps_everything_but_the_trainers_checkpoints(tmp_path
     drop_checkpoints(tmp_path)
     drop_checkpoints(tmp_path)  # already gone: nothing to do
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "trainer_state.json"]
+
+
+def test_an_extra_argument_overrides_the_configs(tmp_path: Path) -> None:
+    arguments = training_arguments(
+        TrainConfig(eval_strategy="no"), tmp_path, save_strategy="no", use_cpu=True
+    )
+    assert (arguments.save_strategy, arguments.use_cpu) == ("no", True)
+    assert training_arguments(TrainConfig(eval_strategy="no"), tmp_path).save_strategy == "epoch"

@@ -232,7 +232,7 @@ def run(cfg: TangConfig, run_dir: Path) -> RunRecord:
 
 def _load_poems(data: TangData, need_train: bool) -> Poems:
     """Test items and their ground truth, and (when training) the first training poems and the held-out tail."""
-    directory = Path(tiny.materialize(data.directory)).expanduser() if data.directory else None
+    directory = Path(tiny.resolve(data.directory)).expanduser() if data.directory else None
     test = _read_records(_file(data.test_file, directory, TEST_FILE, "data.test_file"), TEST_KEYS)
     references = _read_references(data, directory, len(test))
     train, validation = [], []

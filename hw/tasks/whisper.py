@@ -160,7 +160,7 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
     """Train, validation and eval splits, shuffled with the course's seed and cut to the configured sizes."""
-    dataset_dict = speech.load_speech_splits(data.dataset, data.config_name, data.revision, data.text_column)
+    dataset_dict = sources.load_speech_splits(data.dataset, data.config_name, data.revision, data.text_column)
     wanted = {}
     if need_train:
         validation = data.validation_split

@@ -271,64 +271,49 @@ def speech_examples(processor, waveforms: list[np.ndarray], texts: list[str], la
     ]
 
 
-@dataclass(frozen=True)
-class _SpeechCollator:
-    """Stack log-mel features and pad labels with -100, dropping the start token the model prepends itself."""
-
-    decoder_start_token_id: int
-
-    def __call__(self, rows: list[dict]) -> dict:
-        import torch
-
-        longest = max(len(row["labels"]) for row in rows)
-        labels = torch.full((len(rows), longest), -100)
-        for index, row in enumerate(rows):
-            labels[index, : len(row["labels"])] = torch.tensor(row["labels"])
-        if (labels[:, 0] == self.decoder_start_token_id).all():
-            labels = labels[:, 1:]
-        features = torch.tensor(np.stack([row["input_features"] for row in rows]))
-        return {"input_features": features, "labels": labels}
-
-
 def train(model, rows: list[dict], output_dir: str, learning_rate: float, epochs: float) -> list[float]:
-    """Train with `Seq2SeqTrainer` (linear decay, 10 % warm-up, batch 16); return the logged losses."""
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+    """Train on CPU in fp32 (linear decay, 10 % warm-up, batch 16), alike on every machine; return the logged losses."""
+    from hw import speech, training
+    from hw.config import TrainConfig
 
-    arguments = Seq2SeqTrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=16,
+    settings = TrainConfig(
         learning_rate=learning_rate,
         num_train_epochs=epochs,
-        warmup_steps=0.1,
+        per_device_train_batch_size=16,
+        eval_strategy="no",
         logging_steps=25,
+        seed=0,
+        precision="fp32",
+        group_by_length=False,
+    )
+    trainer = training.build_trainer(
+        model,
+        settings,
+        Path(output_dir),
+        train_dataset=rows,
+        eval_dataset=None,
+        data_collator=speech.SpeechCollator(model.config.decoder_start_token_id),
+        processing_class=None,
+        seq2seq=True,
+        # A ratio below 1 (TrainConfig counts whole steps); nothing to save; the CPU even beside a GPU.
+        warmup_steps=0.1,
         save_strategy="no",
-        report_to="none",
         use_cpu=True,
         remove_unused_columns=False,
         label_names=["labels"],
         disable_tqdm=True,
-        seed=0,
     )
-    collator = _SpeechCollator(model.config.decoder_start_token_id)
-    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=rows, data_collator=collator)
     trainer.train()
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
-def transcribe(model, processor, rows: list[dict], language: str, batch_size: int = 64) -> list[str]:
-    """Greedy transcripts of `speech_examples` rows, with language and task passed explicitly."""
-    import torch
+def transcribe(model, processor, waveforms: list[np.ndarray], language: str) -> list[str]:
+    """Greedy transcripts of 16 kHz waveforms (`speech.transcribe`), the model switched to eval mode first."""
+    from hw import speech
 
-    model.eval()
-    transcripts = []
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            features = torch.tensor(np.stack([row["input_features"] for row in batch]))
-            # At most 12 units of one token each: 40 new tokens bound what a confused model can ramble.
-            generated = model.generate(features, language=language, task="transcribe", max_new_tokens=40)
-            transcripts += processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
-    return transcripts
+    # At most 12 units of one token each: 40 new tokens bound what a confused model can ramble.
+    decoding = speech.Decoding(language, batch_size=64, max_new_tokens=40)
+    return speech.transcribe(model.eval(), processor, waveforms, decoding)
 
 
 def build_model(directory: Path) -> None:

@@ -8,10 +8,11 @@ from datasets import Dataset
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
-from hw import config, tiny
+from hw import config
 from hw.cli import app
 from hw.errors import ConfigError
 from hw.tasks.qa import QAConfig, QAData, _overfitting_notes, to_features
+from hw.tiny import assets
 
 TABLE_HEADER = "| Source | Epoch | Training Loss | Validation Loss | EM | F1 |"
 
@@ -125,7 +126,7 @@ def _context_text(tokenizer, feature: dict) -> str:
 
 
 def test_windows_overlap_and_those_without_the_answer_point_at_cls(environment):
-    tokenizer = AutoTokenizer.from_pretrained(tiny.materialize("tiny:distilbert-qa"))
+    tokenizer = AutoTokenizer.from_pretrained(assets.materialize("tiny:distilbert-qa"))
     context = "Nora lives in Oslo. Nora owns a cat."
     rows = [
         {

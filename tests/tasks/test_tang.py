@@ -10,6 +10,7 @@ from hw import config, models
 from hw.generation import IGNORE_INDEX, TANG_FORMAT
 from hw.metrics.poem import score_poems
 from hw.tasks import tang
+from hw.tiny import assets
 from hw.tiny.causal_lm import build_tokenizer
 from tests.invoking import invoke, one_line_error
 from tests.shared_data import SHARED_DATA
@@ -140,6 +141,7 @@ def _tiny_config(*overrides: str) -> tang.TangConfig:
 
 def test_only_lora_parameters_are_trainable() -> None:
     cfg = _tiny_config()
+    assets.materialize(cfg.model.name_or_path)  # a run builds it first; here the loader is called alone
     loaded = models.causal_lm(models.resolve(cfg.model), cfg.quantization, cfg.lora)
     model, weights = loaded.model, loaded.weights
     trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}

@@ -54,10 +54,10 @@ def test_eval_only_on_the_saved_adapter_reproduces_the_run(runs: tuple[str, Path
 
 
 def test_eval_only_scores_a_full_model_checkpoint(runs: tuple[str, Path]) -> None:
-    from hw import tiny
+    from hw.tiny import assets
 
     language, work = runs
-    base = tiny.materialize("tiny:whisper")
+    base = assets.materialize("tiny:whisper")
     metrics = _whisper(work, "full", "--lang", language, "--eval-only", "--checkpoint", base)
     assert metrics["weights"] == f"full model from --checkpoint ({base}), float32"
     assert metrics["final"] == _metrics(work / "base")["final"]  # the base, loaded as a full model

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from hw import runs, speech
+from hw import runs, sources
 from hw.cli import app
 from hw.tasks import whisper_dataset
 from tests.test_audio import _write_video
@@ -83,7 +83,7 @@ def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, s
 
 def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path: Path) -> None:
     _, out, _ = built
-    splits = speech.load_speech_splits(str(out))
+    splits = sources.load_speech_splits(str(out))
     assert {name: len(split) for name, split in splits.items()} == {"train": 4, "test": 2}
     args = ["whisper", "--lang", "fr", "--tiny", "--set", f"data.dataset={out}", "--set", "train.num_train_epochs=1",
             "--output-dir", str(tmp_path / "run"), "--reports-dir", str(tmp_path / "reports")]  # fmt: skip

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from hw import config, models
 from hw.cli import app
 from hw.tasks import yelp
+from hw.tiny import assets
 
 runner = CliRunner()
 
@@ -95,6 +96,7 @@ def test_eval_only_on_the_saved_run_reproduces_its_accuracy(smoke: Path, tmp_pat
 
 def test_lora_trains_only_adapters_and_the_head() -> None:
     cfg = config.load(yelp.YelpConfig, "yelp", "imdb-lora", run={"tiny": True})
+    assets.materialize(cfg.model.name_or_path)  # a run builds it first; here the loader is called alone
     model = models.classifier(models.resolve(cfg.model), cfg.data.label_names, cfg.lora).model
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name or "modules_to_save" in name for name in trainable), trainable

@@ -78,7 +78,7 @@ class PairsInput:
 
 def _split(clips: Clips) -> Any:
     """The whole split, with columns `audio` and `sentence` (the `text_column` renamed)."""
-    splits = speech.load_speech_splits(clips.dataset, clips.config_name, clips.revision, clips.text_column)
+    splits = sources.load_speech_splits(clips.dataset, clips.config_name, clips.revision, clips.text_column)
     return sources.require_split(splits, clips.split, clips.dataset, clips.config_key)
 
 

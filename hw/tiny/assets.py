@@ -1,0 +1,92 @@
+"""Build the tiny assets: the registry of builders, each asset built once and cached under `tiny.cache_root`."""
+
+import contextlib
+import io
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+from hw import tiny
+from hw.errors import HwError
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return `target`, building it with `build(directory)` first if it is not there yet.
+
+    The builder writes into a temporary sibling that is renamed into place only when complete, so an
+    interrupted build never leaves a half-written asset behind.
+    """
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with _quietly():
+            build(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # another process may have finished the same build first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """Build without progress bars and with stdout (where the Trainer prints its loss dicts) set aside.
+
+    A tiny asset builds in seconds: that output would only bury the run's first lines and the command's own
+    output. The builders' log lines still reach the console and run.log.
+    """
+    import datasets
+    from transformers.utils import logging
+
+    shown = (logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
+    logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        if shown[0]:
+            logging.enable_progress_bar()
+        if shown[1]:
+            datasets.enable_progress_bars()
+
+
+def materialize(name_or_path: str) -> str:
+    """Build `tiny:NAME` unless it is built, and return its local directory; any other value is returned unchanged."""
+    if not name_or_path.startswith(tiny.PREFIX):
+        return name_or_path
+    name = name_or_path.removeprefix(tiny.PREFIX)
+    builders = _builders()
+    if name not in builders:
+        raise HwError(
+            f"unknown tiny asset {name_or_path!r}; available: {', '.join(sorted(tiny.PREFIX + n for n in builders))}"
+        )
+    return str(build_once(tiny.folder(name), builders[name]))
+
+
+def _builders() -> dict[str, Callable[[Path], None]]:
+    """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
+    from hw.tiny import atc, causal_lm, classification, qa, whisper
+
+    return {
+        "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
+        "distilbert-uncased": partial(classification.build_encoder, architecture="distilbert", cased=False),
+        "yelp": classification.build_yelp,
+        "imdb": classification.build_imdb,
+        "distilbert-qa": qa.build_encoder,
+        "squad": qa.build_squad,
+        "whisper": whisper.build_model,
+        "commonvoice-zh": partial(whisper.build_commonvoice, language="zh"),
+        "commonvoice-fr": partial(whisper.build_commonvoice, language="fr"),
+        "tang-llama": causal_lm.build_model,
+        "tang": causal_lm.build_poem_data,
+        "atcosim": partial(atc.build_dataset, corpus="atcosim"),
+        "atco2": partial(atc.build_dataset, corpus="atco2"),
+        "atc-llama": atc.build_corrector,
+    }
