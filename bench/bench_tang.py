@@ -25,7 +25,7 @@ def main() -> None:
 
     import torch
 
-    from hw import config
+    from hw import config, models
     from hw.generation import TANG_FORMAT, build_prompt
     from hw.runner import run_homework
     from hw.tasks import tang
@@ -39,7 +39,8 @@ def main() -> None:
     run_dir = run_homework(trained, runs_root=work / "runs", reports_dir=work / "reports")
     cfg = config.load(tang.TangConfig, "tang", overrides=common, run={"tiny": True, "eval_only": True,
                                                                       "checkpoint": str(run_dir)})  # fmt: skip
-    tokenizer, model, _ = tang._load_model(cfg)
+    loaded = models.causal_lm(models.resolve(cfg.model, cfg.run.checkpoint), cfg.quantization)
+    tokenizer, model = loaded.processor, loaded.model
     records = poem_records(args.prompts, seed=7)  # unseen first couplets
     poems = tang.Poems(train=[], validation=[], test=records, references=[r["output"] for r in records])
     prompts = [build_prompt(tokenizer, TANG_FORMAT, record)[0] for record in records]

@@ -347,7 +347,7 @@ def whisper_dataset(
     """Cut your own recordings into overlapping 16 kHz clips, pseudo-label them with Whisper, write an audiofolder."""
     with user_errors():
         from hw import runner, runs
-        from hw.tasks import whisper_dataset as builder
+        from hw.tasks.whisper import dataset as builder
 
         options = builder.DatasetOptions(
             model=model,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hw.errors import HwError
-from hw.tasks.qa_postprocess import postprocess_qa_predictions
+from hw.tasks.qa.postprocess import postprocess_qa_predictions
 
 CONTEXT = "Marie Curie was born in Warsaw in 1867"
 # Character offsets of the words: Marie Curie was born in Warsaw in 1867.

@@ -199,7 +199,7 @@ def test_default_configs_keep_the_course_settings() -> None:
 def test_real_files_load_first_poems_in_file_order() -> None:
     directory = _tang_data()
     everything = json.loads((directory / "Tang_training_data.json").read_text(encoding="utf-8"))
-    poems = tang._load_poems(tang.TangData(directory=str(directory)), need_train=True)
+    poems = tang.load_poems(tang.TangData(directory=str(directory)), need_train=True)
     assert (len(poems.train), len(poems.validation), len(poems.test), len(poems.references)) == (
         1040,
         0,
@@ -207,7 +207,7 @@ def test_real_files_load_first_poems_in_file_order() -> None:
         15,
     )
     assert poems.train == everything[:1040]  # the course's first 1040, not a shuffled subset
-    held_out = tang._load_poems(
+    held_out = tang.load_poems(
         tang.TangData(directory=str(directory), max_train_samples=None, validation_size=50), True
     )
     assert (held_out.train, held_out.validation) == (everything[:4951], everything[4951:])
@@ -216,7 +216,7 @@ def test_real_files_load_first_poems_in_file_order() -> None:
 
 
 def test_real_item_becomes_a_prompt_masked_example_through_the_task() -> None:
-    poems = tang._load_poems(tang.TangData(directory=str(_tang_data())), need_train=True)
+    poems = tang.load_poems(tang.TangData(directory=str(_tang_data())), need_train=True)
     tokenizer, record = build_tokenizer(), poems.train[0]  # 秦川雄帝宅，… ; output: 30 characters + 6 marks
     (example,) = tang._features([record], tokenizer, _tiny_config(), TANG_FORMAT)
     ids, labels = example["input_ids"], example["labels"]
@@ -230,7 +230,7 @@ def test_real_item_becomes_a_prompt_masked_example_through_the_task() -> None:
 
 
 def test_metric_on_the_real_ground_truth_lines_matches_the_reference_row() -> None:
-    poems = tang._load_poems(tang.TangData(directory=str(_tang_data())), need_train=False)
+    poems = tang.load_poems(tang.TangData(directory=str(_tang_data())), need_train=False)
     _, summary = score_poems([item["input"] for item in poems.test], poems.references, poems.references)
     # 14 poems of 4 or 8 clauses score 1, one 10-clause pailü 0.5; one repeated bigram in 12 (item 8),
     # one Simplified-form character of 18 (item 4)

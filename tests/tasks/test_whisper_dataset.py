@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hw import runs, sources
 from hw.cli import app
-from hw.tasks import whisper_dataset
+from hw.tasks.whisper import dataset as whisper_dataset
 from tests.test_audio import _write_video
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ from hw import models, runs, sources
 from hw.config import Dataset, ModelConfig, ReferenceRun, RunOptions, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
 from hw.record import RunRecord
-from hw.tasks.qa_postprocess import QAPredictions, postprocess_qa_predictions
+from hw.tasks.qa.postprocess import QAPredictions, postprocess_qa_predictions
 from hw.training import build_trainer, evaluation_history, parameter_counts, train, trainer_state
 
 log = logging.getLogger(__name__)
