@@ -102,18 +102,14 @@ def pretrained_llama(
     batch_size: int,
     learning_rate: float,
 ) -> None:
-    """A tiny Llama pretrained with the Hugging Face Trainer on `examples(tokenizer)`, saved with its tokenizer."""
+    """A tiny Llama pretrained through `training.build_trainer` on `examples(tokenizer)`, saved with its tokenizer."""
     import tempfile
 
     import torch
-    from transformers import (
-        DataCollatorForSeq2Seq,
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorForSeq2Seq, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from hw import training
+    from hw.config import TrainConfig
 
     torch.manual_seed(0)
     # 4 layers × (4·64² attention + 3·64·256 MLP) ≈ 262k, plus vocabulary × 64 tied embeddings
@@ -131,30 +127,38 @@ def pretrained_llama(
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    settings = TrainConfig(
+        learning_rate=learning_rate,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        warmup_steps=20,
+        lr_scheduler_type="cosine",
+        eval_strategy="no",
+        logging_steps=50,
+        seed=0,
+        precision="fp32",
+        group_by_length=False,
+    )
     threads = torch.get_num_threads()
     # 64-wide matrices gain little from a second thread, and lose 7× when other work shares the cores
     # (measured: 6.7 steps/s on one thread, 1.0 on two, 2 cores under load 6)
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            arguments = TrainingArguments(
-                output_dir=scratch,
-                per_device_train_batch_size=batch_size,
-                num_train_epochs=epochs,
-                learning_rate=learning_rate,
-                lr_scheduler_type="cosine",
-                warmup_steps=20,
+            trainer = training.build_trainer(
+                model,
+                settings,
+                Path(scratch),
+                train_dataset=examples(tokenizer),
+                eval_dataset=None,
+                data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+                processing_class=None,
+                # Nothing to save; the CPU even beside a GPU, so the weights are alike on every machine.
                 save_strategy="no",
-                logging_steps=50,
-                report_to=[],
                 use_cpu=True,
-                seed=0,
                 disable_tqdm=True,
             )
-            collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
-            Trainer(
-                model=model, args=arguments, train_dataset=examples(tokenizer), data_collator=collator
-            ).train()
+            trainer.train()
     finally:
         torch.set_num_threads(threads)
     model.generation_config = GenerationConfig(
