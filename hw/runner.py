@@ -78,13 +78,15 @@ def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None
     set_seed(seed)
 
 
-def build_tiny_assets(settings: dict[str, Any]) -> None:
-    """Build every `tiny:` model and dataset a config names (each only once: later calls find it built)."""
+def build_tiny_assets(settings: Any) -> None:
+    """Build every `tiny:` model and dataset a config names, in lists too (atc's `data.eval_sets`); each only
+    once: later calls find it built."""
     from hw import tiny
     from hw.tiny import assets
 
-    for value in settings.values():
-        if isinstance(value, dict):
+    values = settings.values() if isinstance(settings, dict) else settings
+    for value in values:
+        if isinstance(value, dict | list):
             build_tiny_assets(value)
         elif isinstance(value, str) and value.startswith(tiny.PREFIX):
             assets.materialize(value)

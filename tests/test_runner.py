@@ -107,3 +107,20 @@ def test_a_checkpoint_without_eval_only_is_refused_by_the_config_so_doctor_refus
     )
     assert one_line_error(["yelp", "--tiny", "--checkpoint", "x"]) == expected
     assert one_line_error(["doctor", "yelp", "--tiny", "--checkpoint", "x"]) == expected
+
+
+def test_every_tiny_asset_a_config_names_is_built_before_the_task_lists_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hw import runner
+    from hw.tiny import assets
+
+    built = []
+    monkeypatch.setattr(assets, "materialize", built.append)  # the walk is under test, not the builders
+    settings = {
+        "model": {"name_or_path": "tiny:whisper"},
+        "data": {"dataset": "tiny:atcosim", "eval_sets": [{"name": "atco2", "dataset": "tiny:atco2"}]},
+        "run": {"homework": "atc"},
+    }
+    runner.build_tiny_assets(settings)
+    assert built == ["tiny:whisper", "tiny:atcosim", "tiny:atco2"]
