@@ -15,14 +15,24 @@ def _install(session: nox.Session, extras: str = "") -> None:
     session.install(*CONSTRAINTS, "-e", f".{extras}")
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    """The whole offline suite (CPU, a few minutes); pass pytest arguments after `--`."""
+def _offline_tests(session: nox.Session, markers: str) -> None:
     _install(session, "[dev]")
     # CPU even on a GPU machine: the tiny models' learning thresholds are measured in fp32 on a CPU.
     session.run(
-        "pytest", "-m", "not gpu", *session.posargs, env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+        "pytest", "-m", markers, *session.posargs, env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole offline suite (CPU, a few minutes; what CI runs); pass pytest arguments after `--`."""
+    _offline_tests(session, "not gpu")
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The fast tier for your own loop (about a minute on 2 cores): the suite without `slow` tests."""
+    _offline_tests(session, "not slow and not gpu")
 
 
 @nox.session

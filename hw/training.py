@@ -88,11 +88,18 @@ def build_trainer(
     **extra: Any,
 ) -> Trainer:
     """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured."""
-    trainer_class = Seq2SeqTrainer if seq2seq else Trainer
+    trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
     callbacks = []
     if train.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
+    train_order = None
+    if train.group_by_length and train_dataset is not None:
+        # Lengths are read here, before the Trainer drops the columns the model does not take (`length`).
+        train_order = LengthGroupedBatches(
+            _lengths(train_dataset), train.per_device_train_batch_size, train.seed
+        )
     trainer = trainer_class(
+        train_order=train_order,
         model=model,
         args=training_arguments(train, run_dir, seq2seq=seq2seq, **extra),
         train_dataset=train_dataset,
@@ -102,18 +109,40 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
-    if train.group_by_length and train_dataset is not None:
-        batches = LengthGroupedBatches(_lengths(train_dataset), train.per_device_train_batch_size, train.seed)
-        trainer._get_train_sampler = lambda train_dataset=None: batches
     # transformers 5 hands `num_items_in_batch` to every model whose forward takes **kwargs, and then neither
     # divides the loss by the accumulation steps nor lets DDP's averaging stand (it multiplies by the number of
     # processes). Only causal-LM losses use that count; classification, QA and Whisper average their own, so
     # their loss and gradients came out accumulation steps × processes times too large (3.22 for ln 5 = 1.61).
     trainer.model_accepts_loss_kwargs = _loss_counts_tokens(model)
-    # transformers 5 applies `group_by_length` to evaluation batches too, shuffling predictions out of dataset
-    # order; tasks pair predictions with their examples (samples.jsonl, QA windows), so evaluate in order.
-    trainer._get_eval_sampler = SequentialSampler
     return trainer
+
+
+class _HwSampling:
+    """The samplers of `hw`'s trainers, through the hooks transformers 5's `Trainer` calls when it builds a
+    DataLoader (`_get_train_sampler`, `_get_eval_sampler`; tests/test_training.py fails if they are renamed)."""
+
+    def __init__(self, *args: Any, train_order: Sampler[int] | None = None, **kwargs: Any) -> None:
+        self.train_order = train_order
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int] | None:
+        """`train_order` (the length-grouped batches) when given, else the Trainer's own sampler."""
+        if self.train_order is not None:
+            return self.train_order
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Sampler[int]:
+        """Dataset order: transformers 5 applies `group_by_length` to evaluation batches too, shuffling
+        predictions, and tasks pair predictions with their examples (samples.jsonl, QA windows)."""
+        return SequentialSampler(eval_dataset)
+
+
+class HwTrainer(_HwSampling, Trainer):
+    """`Trainer` with `hw`'s samplers."""
+
+
+class HwSeq2SeqTrainer(_HwSampling, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with `hw`'s samplers."""
 
 
 class LengthGroupedBatches(Sampler[int]):

@@ -48,6 +48,8 @@ class Case:
     """Log lines of the work done so far may precede the error line on stderr."""
     loads_weights: bool = False
     """The mistake can only show once a model is loaded; every other case must fail before any weights load."""
+    slow: bool = False
+    """Builds tiny assets for minutes before the mistake shows: left to the full suite (`-m "not slow"`)."""
 
 
 def _write(relative: str, content: str | bytes) -> Callable[[Path], None]:
@@ -347,12 +349,14 @@ CASES = [
         "atc-corrector-checkpoint-missing",
         ["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"],
         r"corrector\.checkpoint '/no/such/adapter' does not exist",
+        slow=True,  # every tiny asset the config names (pretrained Whisper and corrector bases) is built first
     ),
     Case(
         "atc-eval-set-missing",
         ["atc", "--tiny", "--set", "data.eval_sets=[{{name: atco2, dataset: {work}/no-such-atco2}}]"],
         r"no-such-atco2'",
         logs=True,  # the tiny training set is built (and checked) first
+        slow=True,  # after every tiny asset the config names (pretrained Whisper and corrector bases)
     ),
     Case("doctor-unknown-homework", ["doctor", "cooking"], r"'cooking'.*yelp, qa, whisper, atc, tang"),
     Case(
@@ -625,7 +629,10 @@ def _invoke(case: Case, args: list[str], monkeypatch: pytest.MonkeyPatch) -> tup
     return result.exit_code, result.stdout, result.stderr + trace
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, id=case.name, marks=[pytest.mark.slow] if case.slow else []) for case in CASES],
+)
 def test_bad_input(
     case: Case, home: tuple[Path, Path], tmp_path: Path, request, monkeypatch: pytest.MonkeyPatch
 ) -> None:

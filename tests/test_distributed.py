@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 # 437 = 6 batches of 64 + 53: two processes get 4 and 3 batches, so accelerate pads the second with repeats

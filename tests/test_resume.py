@@ -75,6 +75,7 @@ def _results(run_dir: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments",
     [["yelp", "--tiny"], ["yelp", "--variant", "imdb-lora", "--tiny"]],

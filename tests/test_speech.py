@@ -145,6 +145,7 @@ def whisper_dir() -> str:
     return assets.materialize("tiny:whisper")
 
 
+@pytest.mark.slow
 def test_features_keep_skipped_clips_as_counted_rows(tmp_path: Path, whisper_dir: str) -> None:
     processor = speech.load_processor(whisper_dir, "fr")
     window = processor.feature_extractor.chunk_length
@@ -168,6 +169,7 @@ def test_features_keep_skipped_clips_as_counted_rows(tmp_path: Path, whisper_dir
     assert rows["labels"][0][:4] == prefix and rows["labels"][0][-1] == processor.tokenizer.eos_token_id
 
 
+@pytest.mark.slow
 def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None:
     loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
     processor, model = loaded.processor, loaded.model

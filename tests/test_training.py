@@ -1,16 +1,26 @@
-"""`build_trainer`: the length-grouped training order of `group_by_length`, and transformers 5's loss scaling
-(only losses that count tokens get the token count)."""
+"""`build_trainer`: the length-grouped training order of `group_by_length` and evaluation in dataset order, both
+through the Trainer subclasses' sampler hooks, and transformers 5's loss scaling (only losses that count tokens
+get the token count)."""
 
 import random
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Seq2SeqTrainer,
+    Trainer,
+)
 
 from hw.config import LoraConfig, TrainConfig
 from hw.models import add_lora
 from hw.training import (
+    HwSeq2SeqTrainer,
+    HwTrainer,
     LengthGroupedBatches,
     build_trainer,
     drop_checkpoints,
@@ -100,6 +110,46 @@ def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -
     if adapted:
         model = add_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
     assert _trainer(model, tmp_path).model_accepts_loss_kwargs is True
+
+
+@pytest.mark.parametrize("seq2seq", [False, True], ids=["trainer", "seq2seq"])
+def test_the_dataloaders_come_from_our_sampler_hooks(seq2seq: bool, tmp_path: Path, monkeypatch) -> None:
+    """If transformers renamed `_get_train_sampler` or `_get_eval_sampler`, its own samplers would come back
+    without an error: training in its mega-batch order, evaluation length-grouped too (out of dataset order)."""
+    for hook in ("_get_train_sampler", "_get_eval_sampler"):
+        assert hasattr(Trainer, hook) and hasattr(Seq2SeqTrainer, hook), f"transformers renamed {hook}"
+    trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
+    called = []
+
+    def spy(hook: str):
+        ours = getattr(trainer_class, hook)
+        return lambda self, dataset=None: called.append(hook) or ours(self, dataset)
+
+    for hook in ("_get_train_sampler", "_get_eval_sampler"):
+        monkeypatch.setattr(trainer_class, hook, spy(hook))
+    lengths = [3, 9, 1, 7, 5, 8, 2, 6, 4, 10]
+    rows = [{"input_ids": [1] * length, "labels": index} for index, length in enumerate(lengths)]
+    train = TrainConfig(
+        per_device_train_batch_size=2, per_device_eval_batch_size=2, group_by_length=True, seed=3
+    )
+    trainer = build_trainer(
+        BertForSequenceClassification(BertConfig(vocab_size=50, num_labels=2, **SIZES)),
+        train,
+        tmp_path,
+        train_dataset=rows,
+        eval_dataset=rows,
+        data_collator=lambda batch: {"labels": torch.tensor([row["labels"] for row in batch])},
+        processing_class=None,
+        seq2seq=seq2seq,
+    )
+    assert type(trainer) is trainer_class
+
+    def order(dataloader) -> list[int]:
+        return [index for batch in dataloader for index in batch["labels"].tolist()]
+
+    assert order(trainer.get_train_dataloader()) == list(LengthGroupedBatches(lengths, 2, seed=3))
+    assert order(trainer.get_eval_dataloader()) == list(range(len(lengths)))
+    assert called == ["_get_train_sampler", "_get_eval_sampler"]
 
 
 def test_a_4bit_weight_counts_two_weights_per_byte() -> None:

@@ -39,11 +39,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return run_dir, first
 
 
+@pytest.mark.slow
 def test_fine_tuned_asr_beats_zero_shot(tiny_run) -> None:
     final = _metrics(tiny_run[0])["final"]
     assert final["atcosim/fine_tuned/none/wer"] < 0.2 < 0.5 < final["atcosim/zero_shot/none/wer"], final
 
 
+@pytest.mark.slow
 def test_fine_tuned_corrector_lowers_the_wer_of_the_zero_shot_asr(tiny_run) -> None:
     final = _metrics(tiny_run[0])["final"]
     before, after = final["atcosim/zero_shot/none/wer"], final["atcosim/zero_shot/fine_tuned/wer"]
@@ -51,6 +53,7 @@ def test_fine_tuned_corrector_lowers_the_wer_of_the_zero_shot_asr(tiny_run) -> N
     assert final["atco2/zero_shot/fine_tuned/wer"] < final["atco2/zero_shot/none/wer"], final
 
 
+@pytest.mark.slow
 def test_second_run_reads_every_stage_back(tiny_run) -> None:
     run_dir, first = tiny_run
     assert set(first) == set(atc.STAGES)
@@ -61,6 +64,7 @@ def test_second_run_reads_every_stage_back(tiny_run) -> None:
     assert [row[2] for row in rows] == ["cached"] * len(atc.STAGES)
 
 
+@pytest.mark.slow
 def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp_path) -> None:
     run_dir, first = tiny_run
     common = ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)]
@@ -72,6 +76,7 @@ def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp
     assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
 
 
+@pytest.mark.slow
 def test_a_stage_cached_by_an_older_hw_is_recomputed(tiny_run, tmp_path) -> None:
     run_dir, _ = tiny_run
     marker = run_dir / "stages" / "score" / "stage.json"
@@ -84,6 +89,7 @@ def test_a_stage_cached_by_an_older_hw_is_recomputed(tiny_run, tmp_path) -> None
     assert [name for name in atc.STAGES if after[name] != before[name]] == ["score"]
 
 
+@pytest.mark.slow
 def test_matrix_tables_samples_and_report(tiny_run) -> None:
     run_dir, _ = tiny_run
     metrics = _metrics(run_dir)
@@ -103,6 +109,7 @@ def test_matrix_tables_samples_and_report(tiny_run) -> None:
     assert metrics["data"]["corrector pairs"] == 512
 
 
+@pytest.mark.slow
 def test_corrector_training_loss_is_reported(tiny_run) -> None:
     tables = {table["title"].split(" (")[0]: table for table in _metrics(tiny_run[0])["tables"]}
     [[pairs, trainable, total, steps, first, last, mean]] = tables["Corrector fine-tuning"]["rows"]
@@ -111,6 +118,7 @@ def test_corrector_training_loss_is_reported(tiny_run) -> None:
     assert last < mean < first
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
     import datasets
 

@@ -57,6 +57,7 @@ def trained(environment) -> Path:
     return environment / "trained"
 
 
+@pytest.mark.slow
 def test_training_answers_far_better_than_the_untrained_base(untrained, trained):
     before, after = _read(untrained, "metrics.json"), _read(trained, "metrics.json")
     assert before["weights"].startswith(
@@ -71,6 +72,7 @@ def test_training_answers_far_better_than_the_untrained_base(untrained, trained)
     assert after["final"]["f1"] > before["final"]["f1"] + 25
 
 
+@pytest.mark.slow
 def test_a_run_writes_official_predictions_epochs_and_the_report_table(trained, environment):
     metrics = _read(trained, "metrics.json")
     assert set(metrics["final"]) == {"exact_match", "f1", "validation_loss"}
@@ -90,6 +92,7 @@ def test_a_run_writes_official_predictions_epochs_and_the_report_table(trained, 
     assert TABLE_HEADER in fragment
 
 
+@pytest.mark.slow
 def test_eval_only_on_the_saved_run_reproduces_its_scores(trained, environment):
     _hw("qa --tiny --eval-only --checkpoint trained --output-dir rescored")
     rescored = _read(environment / "rescored", "metrics.json")
@@ -98,6 +101,7 @@ def test_eval_only_on_the_saved_run_reproduces_its_scores(trained, environment):
     assert rescored["final"]["f1"] == _read(trained, "metrics.json")["final"]["f1"]
 
 
+@pytest.mark.slow
 def test_continuing_from_a_saved_model_keeps_its_head_and_the_best_epoch(untrained, trained, environment):
     _hw(
         "qa --tiny --variant qa-continue --max-train-samples 500 --output-dir continued "
@@ -110,6 +114,7 @@ def test_continuing_from_a_saved_model_keeps_its_head_and_the_best_epoch(untrain
     assert continued["final"]["f1"] > _read(untrained, "metrics.json")["final"]["f1"] + 25
 
 
+@pytest.mark.slow
 def test_padding_every_window_to_max_length_changes_no_prediction(trained, environment):
     _hw("qa --tiny --eval-only --checkpoint trained --output-dir padded --set data.padding=max_length")
     padded = environment / "padded"
@@ -233,6 +238,7 @@ def test_continuing_needs_a_saved_model(environment):
     )
 
 
+@pytest.mark.slow
 def test_notes_of_a_run_appear_in_its_report_fragment(trained, tmp_path):
     from hw import report, runs
 

@@ -65,6 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tang(workdir, "run", "--greedy", "--sweep", "temperature=0.1,1.5", "--sweep", "do_sample=true")
 
 
+@pytest.mark.slow
 def test_lora_lifts_form_and_overlap_far_above_the_untuned_model(trained: Path) -> None:
     metrics = _metrics(trained)
     scores = {row[0]: row[1:] for row in _table(metrics, "Before and after fine-tuning")["rows"]}
@@ -80,6 +81,7 @@ def test_lora_lifts_form_and_overlap_far_above_the_untuned_model(trained: Path) 
     assert metrics["weights"] == f"fine-tuned in this run ({trained / 'model'})"
 
 
+@pytest.mark.slow
 def test_run_writes_the_course_results_file_and_samples(trained: Path) -> None:
     samples = [
         json.loads(line) for line in (trained / "samples.jsonl").read_text(encoding="utf-8").splitlines()
@@ -100,6 +102,7 @@ def test_run_writes_the_course_results_file_and_samples(trained: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_fragment_shows_before_after_sweep_and_reference(trained: Path) -> None:
     fragment = (trained.parent / "reports" / "fragments" / "tang-tang-tiny.md").read_text(encoding="utf-8")
     assert "Tiny offline preset — not a real result" in fragment
@@ -110,6 +113,7 @@ def test_fragment_shows_before_after_sweep_and_reference(trained: Path) -> None:
     assert "ground truth (Tang_testing_gt.txt, 15 poems) scored by the same metric: the ceiling" in fragment
 
 
+@pytest.mark.slow
 def test_sweep_generates_once_per_setting_of_the_grid(trained: Path) -> None:
     sweep = _table(_metrics(trained), "Decoding sweep")
     assert [row[0] for row in sweep["rows"]] == [
@@ -121,6 +125,7 @@ def test_sweep_generates_once_per_setting_of_the_grid(trained: Path) -> None:
         assert characters > 0 and poem
 
 
+@pytest.mark.slow
 def test_eval_only_with_the_saved_adapter_reproduces_the_greedy_outputs(
     trained: Path, tmp_path: Path
 ) -> None:

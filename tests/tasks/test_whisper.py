@@ -34,6 +34,7 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return language, work
 
 
+@pytest.mark.slow
 def test_lora_training_clearly_beats_the_untrained_base(runs: tuple[str, Path]) -> None:
     language, work = runs
     trained, base = _metrics(work / "trained")["final"], _metrics(work / "base")["final"]
@@ -43,6 +44,7 @@ def test_lora_training_clearly_beats_the_untrained_base(runs: tuple[str, Path]) 
     assert list(trained)[0] == ("cer" if language == "zh" else "wer")  # the headline comes first
 
 
+@pytest.mark.slow
 def test_eval_only_on_the_saved_adapter_reproduces_the_run(runs: tuple[str, Path]) -> None:
     _, work = runs
     again, trained = _metrics(work / "again"), _metrics(work / "trained")
@@ -53,6 +55,7 @@ def test_eval_only_on_the_saved_adapter_reproduces_the_run(runs: tuple[str, Path
     )
 
 
+@pytest.mark.slow
 def test_eval_only_scores_a_full_model_checkpoint(runs: tuple[str, Path]) -> None:
     from hw.tiny import assets
 
@@ -63,6 +66,7 @@ def test_eval_only_scores_a_full_model_checkpoint(runs: tuple[str, Path]) -> Non
     assert metrics["final"] == _metrics(work / "base")["final"]  # the base, loaded as a full model
 
 
+@pytest.mark.slow
 def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
     language, work = runs
     assert _metrics(work / "base")["weights"] == "base model tiny:whisper (not fine-tuned), float32"
@@ -79,6 +83,7 @@ def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
     assert "| Source | Epoch | Training Loss | Validation Loss | WER | CER | wer_orthographic |" in fragment
 
 
+@pytest.mark.slow
 def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
     language, work = runs
     metrics = _metrics(work / "trained")
@@ -129,6 +134,7 @@ def test_packaged_configs_hold_the_course_defaults() -> None:
     assert config.load(whisper.WhisperConfig, "whisper", "fr").eval.normalizer == "basic"
 
 
+@pytest.mark.slow
 def test_an_audiofolder_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_audiofolder(tmp_path / "mine" / "train", [(f"me_{i}_{i + 1}.wav", "le chat") for i in range(8)])
@@ -142,6 +148,7 @@ def test_an_audiofolder_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "no 'validation' split" in (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_corrupt_and_overlong_clips_are_skipped_and_counted(tmp_path: Path) -> None:
     write_commonvoice(tmp_path / "cv", {"test.tsv": [("ok.mp3", "le chat", 1.0), ("long.mp3", "la", 3.5)]})
     (tmp_path / "cv" / "clips" / "bad.mp3").write_bytes(b"ID3" + bytes(300))
@@ -165,6 +172,7 @@ def test_unsupported_language_lists_the_supported_ones() -> None:
     )
 
 
+@pytest.mark.slow
 def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cv").mkdir()
@@ -178,6 +186,7 @@ def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: 
     )
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     line = one_line_error(["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", "no/such/run"])

@@ -47,6 +47,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     return media, out, stdout
 
 
+@pytest.mark.slow
 def test_clips_are_cut_named_and_timed_as_specified(built: tuple[Path, Path, str]) -> None:
     _, out, stdout = built
     # 5 s → 0-2, 1.5-3.5, 3-5; 4 s → 0-2, 1.5-3.5, 3-4 (a window ends at the end of the signal).
@@ -70,6 +71,7 @@ def test_clips_are_cut_named_and_timed_as_specified(built: tuple[Path, Path, str
     assert stdout.startswith(f"{out}: 2 media labelled (6 clips: 4 train, 2 test), 0 already done, 0 failed")
 
 
+@pytest.mark.slow
 def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, str]) -> None:
     media, out, _ = built
     entries = _log(out)[:2]
@@ -81,6 +83,7 @@ def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, s
     assert entries[0]["model"] == "tiny:whisper" and entries[0]["segment_seconds"] == 2.0
 
 
+@pytest.mark.slow
 def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path: Path) -> None:
     _, out, _ = built
     splits = sources.load_speech_splits(str(out))
@@ -93,6 +96,7 @@ def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path
     assert metrics["data"] == {"train": 4, "validation": 2, "eval": 2}
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_media_and_logs_a_file_without_audio(built: tuple[Path, Path, str]) -> None:
     media, out, _ = built
     _write_video(media / "silent.mp4", None)
@@ -117,6 +121,7 @@ def test_rerun_skips_a_done_medium_whose_name_holds_a_unicode_line_break(tmp_pat
     assert (counts["already_done"], counts["processed"]) == (1, 0)
 
 
+@pytest.mark.slow
 def test_labels_convert_with_opencc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
     monkeypatch.setattr(
@@ -140,9 +145,10 @@ def test_metadata_quotes_commas_quotes_and_newlines(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (["--test-ratio", "1.5"], "--test-ratio 1.5 is outside [0, 1); e.g. 0.33 puts a third in test/"),
-        (
+        pytest.param(
             ["--segment-seconds", "5"],
             "--segment-seconds 5 is longer than the 3 s window of tiny:whisper; use at most 3",
+            marks=pytest.mark.slow,  # reads the window from the tiny Whisper, which is pretrained first
         ),
         (["--opencc", "x2y"], "--opencc 'x2y' is not an OpenCC conversion; allowed: t2s, s2t, s2tw, s2twp"),
     ],
@@ -168,6 +174,7 @@ def test_two_media_with_one_name_are_refused_before_anything_is_written(tmp_path
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_medium_named_like_one_already_built_is_refused(
     built: tuple[Path, Path, str], tmp_path: Path
 ) -> None:

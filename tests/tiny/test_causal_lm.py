@@ -91,6 +91,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_lora_on_the_pretrained_base_learns_to_continue_poems(tmp_path, one_thread):
     """The tiny base writes an appreciation; LoRA r 8 on all projections teaches it to continue poems."""
     from peft import LoraConfig, get_peft_model
