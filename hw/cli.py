@@ -359,7 +359,7 @@ def whisper_dataset(
             batch_size=batch_size,
             opencc=opencc,
         )
-        with runs.removed_on_user_error(out):
+        with runs.removed_on_user_error(out, runs.topmost_missing(out)):
             out.mkdir(parents=True, exist_ok=True)
             with runner.logging_to(out / "run.log"):
                 runner.build_tiny_assets({"model": model})

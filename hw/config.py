@@ -175,16 +175,21 @@ class RunOptions:
     checkpoint: str | None = None
     """Saved model or adapter directory to evaluate with `eval_only`."""
     resume: bool = False
-    """Continue from the newest checkpoint in the run directory."""
+    """Continue the newest unfinished run (or `--output-dir`) from its newest checkpoint."""
 
     def problems(self) -> list[str]:
         """Options that do not go together."""
+        found = []
         if self.checkpoint is not None and not self.eval_only:
-            return [
+            found.append(
                 "checkpoint: --checkpoint is only read with --eval-only; to keep training a saved model, "
                 "use --set model.name_or_path=DIR"
-            ]
-        return []
+            )
+        if self.eval_only and self.resume:  # scoring into the run it scores would overwrite it
+            found.append(
+                "resume: --eval-only scores weights in a new run; drop --resume, pass --checkpoint RUN"
+            )
+        return found
 
 
 def config_dir(homework: str) -> Path:

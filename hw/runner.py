@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hw import config, report, runs
+from hw import config, manifest, report, runs
 from hw.record import RunRecord
 
 
@@ -37,18 +37,13 @@ def run_homework(
         The run directory.
     """
     task = importlib.import_module(f"hw.tasks.{cfg.run.homework}")
-    run_dir = runs.run_directory(
-        cfg.run.homework,
-        cfg.run.variant,
-        output_dir=output_dir,
-        runs_root=runs_root,
-        resume=cfg.run.resume,
-        tiny=cfg.run.tiny,
-    )
-    with runs.removed_on_user_error(run_dir):
+    settings = config.to_dict(cfg)
+    run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)
+    # Status `finished` once the fragment is written, `failed` if anything raises.
+    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created):
         runs.prepare(run_dir)
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
-        settings = config.to_dict(cfg)
+        manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
         _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
@@ -59,7 +54,7 @@ def run_homework(
             return run_dir
         record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
         record.write(run_dir)
-    fragment = report.write_fragment(run_dir, reports_dir)
+        fragment = report.write_fragment(run_dir, reports_dir)
     print(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
 

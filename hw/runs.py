@@ -127,33 +127,41 @@ def spread(work: Callable[[Item], Result], items: Sequence[Item]) -> list[Result
     return [results[index] for index in range(len(items))]
 
 
-def run_directory(
-    homework: str, variant: str, *, output_dir: Path | None, runs_root: Path, resume: bool, tiny: bool
-) -> Path:
-    """Choose the directory of this run.
+def run_directory(homework: str, variant: str, *, runs_root: Path, tiny: bool) -> tuple[Path, Path | None]:
+    """Create a new run's directory, `runs_root/<homework>/<variant>[-tiny]-<timestamp>`.
 
-    A new run gets `runs_root/<homework>/<variant>[-tiny]-<timestamp>`. `--resume` without `--output-dir`
-    picks the newest run of that variant. A directory that already holds a finished run is never reused
-    unless resuming, so nothing a user has is overwritten.
+    Created exclusively, by the main process (the others agree on its name): a second run started in the same
+    second gets `-2`, a third `-3`, and so on, never the first one's directory.
+
+    Returns:
+        The run directory, and the topmost folder created for it (for `removed_on_user_error`).
     """
     prefix = f"{variant}-tiny" if tiny else variant
-    if output_dir is None and resume:
-        earlier = sorted((runs_root / homework).glob(f"{prefix}-2*"), key=lambda path: path.name)
-        if not earlier:
-            raise HwError(
-                f"--resume: no earlier {prefix!r} run under {str(runs_root / homework)!r}; "
-                "start one without --resume or pass --output-dir"
-            )
-        return earlier[-1]
-    if output_dir is None:
-        stamp = agreed(datetime.now().strftime("%Y%m%d-%H%M%S"))  # processes start a second apart
-        output_dir = runs_root / homework / f"{prefix}-{stamp}"
-    if (output_dir / "metrics.json").exists() and not resume:
-        raise HwError(
-            f"--output-dir {str(output_dir)!r} already holds a finished run; choose another directory "
-            "or pass --resume to continue it"
-        )
-    return output_dir
+    return agreed(_created_run_directory(runs_root / homework, prefix) if is_main_process() else None)
+
+
+def _created_run_directory(folder: Path, prefix: str) -> tuple[Path, Path | None]:
+    name = f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    created = topmost_missing(folder)
+    with _folder_errors(folder / name, "run directory", "--output-dir"):
+        folder.mkdir(parents=True, exist_ok=True)
+        number = 1
+        while True:
+            run_dir = folder / (name if number == 1 else f"{name}-{number}")
+            try:
+                run_dir.mkdir()
+            except FileExistsError:  # another run took it this second
+                number += 1
+                continue
+            return run_dir, created or run_dir
+
+
+def topmost_missing(directory: Path) -> Path | None:
+    """The topmost folder of `directory` that does not exist yet: what creating it adds; None when it exists."""
+    created = None if directory.exists() else directory
+    while created is not None and not created.parent.exists():
+        created = created.parent
+    return created
 
 
 def prepare(run_dir: Path) -> None:
@@ -241,19 +249,19 @@ def _unwritable(path: Path, error: OSError) -> HwError:
 
 
 @contextlib.contextmanager
-def removed_on_user_error(directory: Path) -> Iterator[None]:
-    """Remove the folders a command creates for `directory` when a user error stops it before a checkpoint.
+def removed_on_user_error(directory: Path, created: Path | None) -> Iterator[None]:
+    """Remove `created`, the topmost folder a command created for `directory` (`topmost_missing` before it did),
+    when a user error stops it before a checkpoint.
 
     A typo found in the first second then leaves nothing behind, not even an empty `runs/<homework>/`; a run
-    that saved a checkpoint keeps it for `--resume`, and a folder that existed before is never removed.
+    that saved a checkpoint keeps it for `--resume`, one that wrote its record (metrics.json) keeps it, and a
+    folder that existed before is never removed.
     """
-    created = None if directory.exists() else directory
-    while created is not None and not created.parent.exists():
-        created = created.parent  # the topmost folder this command will create
     try:
         yield
     except HwError:
-        if created is not None and not any(directory.glob("checkpoints/checkpoint-*")):
+        kept = any(directory.glob("checkpoints/checkpoint-*")) or (directory / "metrics.json").exists()
+        if created is not None and not kept:
             shutil.rmtree(created, ignore_errors=True)
         raise
 

@@ -1,5 +1,6 @@
 """The runner and the run record: a task's `RunRecord` becomes the run's files and fragment, from rank 0 only."""
 
+import dataclasses
 import json
 import sys
 import types
@@ -10,6 +11,7 @@ import pytest
 
 from hw import runs
 from hw.config import RunOptions, TrainConfig
+from hw.errors import HwError
 from hw.record import RunRecord
 from hw.runner import run_homework
 from tests.invoking import one_line_error
@@ -124,3 +126,144 @@ def test_every_tiny_asset_a_config_names_is_built_before_the_task_lists_included
     }
     runner.build_tiny_assets(settings)
     assert built == ["tiny:whisper", "tiny:atcosim", "tiny:atco2"]
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+def test_the_manifest_is_written_first_and_says_finished_after_the_fragment(
+    fake_task: FakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+    monkeypatch.setattr(
+        sys.modules["hw.tasks.tang"], "run", lambda cfg, run_dir: seen.append(_manifest(run_dir)) or RECORD
+    )
+    run_dir = run_homework(fake_task, output_dir=tmp_path / "run", reports_dir=tmp_path / "reports")
+    (during,) = seen
+    assert during["status"] == "running" and during["finished"] is None
+    after = _manifest(run_dir)
+    assert {key: after[key] for key in ("homework", "variant", "tiny", "eval_only", "scored", "status")} == {
+        "homework": "tang", "variant": "tang", "tiny": False, "eval_only": False, "scored": None, "status": "finished"
+    }  # fmt: skip
+    assert after["training"] == {"train": dataclasses.asdict(TrainConfig())}  # `run` defines no training
+    assert after["created"] == during["created"] and after["finished"] >= after["created"]
+    assert len(after["config_hash"]) == 16 and after["hw_version"]
+
+
+def test_a_task_that_raises_leaves_a_failed_run_that_resume_continues(
+    fake_task: FakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(cfg, run_dir):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sys.modules["hw.tasks.tang"], "run", crash)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_homework(fake_task, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports")
+    (crashed,) = (tmp_path / "runs" / "tang").iterdir()
+    assert _manifest(crashed)["status"] == "failed"
+    monkeypatch.setattr(sys.modules["hw.tasks.tang"], "run", lambda cfg, run_dir: RECORD)
+    resumed = dataclasses.replace(fake_task, run=dataclasses.replace(fake_task.run, resume=True))
+    assert run_homework(resumed, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports") == crashed
+    assert _manifest(crashed)["status"] == "finished"
+
+
+def _resume(cfg: FakeConfig, tmp_path: Path, **overrides) -> str:
+    """The one-line refusal of resuming `cfg` with these `RunOptions` changes (`output_dir` apart)."""
+    output_dir = overrides.pop("output_dir", None)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, resume=True, **overrides))
+    with pytest.raises(HwError) as refused:
+        run_homework(
+            cfg, output_dir=output_dir, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports"
+        )
+    return str(refused.value)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_resume_refuses_every_run_it_cannot_continue_and_changes_nothing(
+    fake_task: FakeConfig, tmp_path: Path
+) -> None:
+    finished = run_homework(fake_task, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports")
+    before = _snapshot(tmp_path)
+    assert _resume(fake_task, tmp_path) == (
+        f"run {str(finished)!r} is finished; nothing to resume (start a new run, or --eval-only --checkpoint "
+        f"{finished})"
+    )
+    assert _resume(fake_task, tmp_path, output_dir=finished).startswith(f"run {str(finished)!r} is finished")
+    assert _resume(fake_task, tmp_path, output_dir=tmp_path / "gone") == (
+        f"--resume --output-dir {str(tmp_path / 'gone')!r}: no such run directory; --resume only continues an "
+        "existing run (drop --resume to start a new one there)"
+    )
+    assert _resume(fake_task, tmp_path, output_dir=finished, variant="tang-breeze", tiny=True) == (
+        f"run {str(finished)!r} is a tang (variant tang) run, not tang (variant tang-breeze, tiny); "
+        "resume it with hw tang and its variant, or give --output-dir a run of this one"
+    )
+    assert _snapshot(tmp_path) == before
+
+
+def test_resume_continues_the_newest_unfinished_run_with_its_own_training_settings(
+    fake_task: FakeConfig, tmp_path: Path
+) -> None:
+    runs_root, reports = tmp_path / "runs", tmp_path / "reports"
+    unfinished = runs_root / "tang" / "tang-20250101-000000"
+    run_homework(fake_task, output_dir=unfinished, reports_dir=reports)
+    (unfinished / "run.json").write_text(json.dumps({**_manifest(unfinished), "status": "running"}))
+    run_homework(fake_task, runs_root=runs_root, reports_dir=reports)  # a newer run, finished
+    reseeded = dataclasses.replace(fake_task, train=TrainConfig(seed=7, learning_rate=1e-4))
+    assert _resume(reseeded, tmp_path) == (
+        f"run {str(unfinished)!r} was trained with other settings (train.learning_rate: 5e-05 in the run, "
+        "0.0001 now; train.seed: 42 in the run, 7 now); resume it with the same options, or start a new run"
+    )
+    resumed = dataclasses.replace(fake_task, run=dataclasses.replace(fake_task.run, resume=True))
+    assert run_homework(resumed, runs_root=runs_root, reports_dir=reports) == unfinished
+    assert _manifest(unfinished)["status"] == "finished"
+
+
+def test_runs_from_before_the_manifest_count_as_finished_by_their_metrics(
+    fake_task: FakeConfig, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text("run: {}")
+    resumed = dataclasses.replace(fake_task, run=dataclasses.replace(fake_task.run, resume=True))
+    assert run_homework(resumed, output_dir=old, reports_dir=tmp_path / "reports") == old  # unfinished
+    (old / "run.json").unlink()
+    assert "is finished; nothing to resume" in _resume(fake_task, tmp_path, output_dir=old)
+
+
+def test_a_new_run_never_writes_over_an_unfinished_training_run_or_the_weights_it_scores(
+    fake_task: FakeConfig, tmp_path: Path
+) -> None:
+    crashed = tmp_path / "crashed"
+    run_homework(fake_task, output_dir=crashed, reports_dir=tmp_path / "reports")
+    (crashed / "run.json").write_text(json.dumps({**_manifest(crashed), "status": "failed"}))
+    before = _snapshot(tmp_path)
+    with pytest.raises(
+        HwError, match=r"holds an unfinished tang \(variant tang\) run; continue it with --resume"
+    ):
+        run_homework(fake_task, output_dir=crashed, reports_dir=tmp_path / "reports")
+    scoring = dataclasses.replace(
+        fake_task, run=dataclasses.replace(fake_task.run, eval_only=True, checkpoint=str(crashed / "model"))
+    )
+    with pytest.raises(
+        HwError, match=r"holds the weights --checkpoint scores; an eval-only run writes a new"
+    ):
+        run_homework(scoring, output_dir=crashed, reports_dir=tmp_path / "reports")
+    assert _snapshot(tmp_path) == before
+    scored = run_homework(scoring, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports")
+    assert scored.parent == tmp_path / "runs" / "tang" and _manifest(scored)["scored"] == str(
+        crashed / "model"
+    )
+    assert {path: data for path, data in _snapshot(tmp_path).items() if path.startswith(str(crashed))} == {
+        path: data for path, data in before.items() if path.startswith(str(crashed))
+    }
+
+
+def test_eval_only_with_resume_is_refused_by_the_config_so_doctor_refuses_it_too() -> None:
+    options = RunOptions(homework="yelp", variant="yelp", eval_only=True, resume=True)
+    assert options.problems() == [
+        "resume: --eval-only scores weights in a new run; drop --resume, pass --checkpoint RUN"
+    ]

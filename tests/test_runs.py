@@ -4,6 +4,9 @@ and which process writes (`hw.runs` outside a real distributed launch).
 
 import errno
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +59,7 @@ def test_a_folder_written_after_training_is_checked_before_it_and_nothing_is_cre
 
 
 def _fail(directory: Path, error: Exception, checkpoint: bool = False) -> None:
-    with pytest.raises(type(error)), runs.removed_on_user_error(directory):
+    with pytest.raises(type(error)), runs.removed_on_user_error(directory, runs.topmost_missing(directory)):
         (directory / "checkpoints" / ("checkpoint-10" if checkpoint else "")).mkdir(parents=True)
         (directory / "config.yaml").write_text("run: {}")
         raise error
@@ -154,3 +157,39 @@ def test_jsonl_keeps_the_line_breaks_that_only_unicode_counts_inside_its_strings
     runs.write_jsonl(tmp_path / "samples.jsonl", rows)
     assert (tmp_path / "samples.jsonl").read_bytes().count(b"\n") == 3
     assert runs.read_jsonl(tmp_path / "samples.jsonl") == rows
+
+
+def test_a_run_that_wrote_its_record_keeps_its_directory(tmp_path: Path) -> None:
+    recorded = tmp_path / "runs" / "yelp" / "eval"
+    with pytest.raises(HwError), runs.removed_on_user_error(recorded, tmp_path / "runs"):
+        recorded.mkdir(parents=True)
+        (recorded / "metrics.json").write_text("{}")
+        raise HwError("the report folder filled up")
+    assert (recorded / "metrics.json").is_file()
+
+
+CLAIM = """
+import sys, time
+from pathlib import Path
+from hw.runs import run_directory
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(run_directory("yelp", "yelp", runs_root=Path(sys.argv[1]), tiny=True)[0])
+"""
+
+
+def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path) -> None:
+    start = int(time.time()) + 3.2  # all three ask at this moment, well inside one second
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM, str(tmp_path / "runs"), str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(3)
+    ]
+    names = sorted(Path(process.communicate(timeout=60)[0].strip()).name for process in processes)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start))
+    assert names == [f"yelp-tiny-{stamp}", f"yelp-tiny-{stamp}-2", f"yelp-tiny-{stamp}-3"]
+    assert sorted(path.name for path in (tmp_path / "runs" / "yelp").iterdir()) == names

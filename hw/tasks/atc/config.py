@@ -168,3 +168,9 @@ class AtcConfig:
     """Published numbers shown above this run's in the report's main table (keys `set/asr/corrector/wer`)."""
     matrix_reference: list[ReferenceRun] = field(default_factory=list)
     """Published numbers shown only in the matrices, e.g. the homework's mean of per-utterance WER."""
+
+    def problems(self) -> list[str]:
+        chosen = self.stages.only or self.stages.start
+        if chosen and not self.run.resume:  # without it, a new run would compute every stage anyway
+            return ["stages: --stage/--from-stage belong to an existing run; add --resume [--output-dir RUN]"]
+        return []
