@@ -86,6 +86,13 @@ def _fragment_copy(work: Path) -> None:
     (work / "reports" / "summary.md").mkdir()  # a folder where the summary file must go
 
 
+def _crashed_copy(work: Path) -> None:
+    """`work/crashed`: the finished run's manifest as a run killed during training left it."""
+    (finished,) = (Path.cwd() / "runs" / "yelp").iterdir()
+    manifest = json.loads((finished / "run.json").read_text(encoding="utf-8"))
+    _write("crashed/run.json", json.dumps({**manifest, "status": "running"}))(work)
+
+
 SQUAD = json.dumps(
     {
         "version": "1.1",
@@ -413,13 +420,83 @@ CASES = [
     Case(
         "disk-full",
         ["yelp", "--tiny"],
-        r"cannot write 'runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}/config\.yaml' \(No space left on device\); free disk space",
+        r"cannot write 'runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}/run\.json' \(No space left on device\); free disk space",
         full_disk=True,
     ),
     Case(
         "resume-nothing",
         ["yelp", "--resume"],
         r"--resume: no earlier 'yelp' run under 'runs/yelp'; start one without --resume",
+    ),
+    Case(
+        "resume-newest-finished",
+        ["yelp", "--tiny", "--resume"],
+        r"run 'runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}' is finished; nothing to resume \(start a new run, or "
+        r"--eval-only --checkpoint runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}\)",
+    ),
+    Case(
+        "resume-finished-output-dir",
+        ["yelp", "--tiny", "--resume", "--output-dir", "{finished}"],
+        r"run '{finished}' is finished; nothing to resume",
+    ),
+    Case(
+        "resume-output-dir-missing",
+        ["yelp", "--tiny", "--resume", "--output-dir", "{work}/no-such-run"],
+        r"--resume --output-dir '{work}/no-such-run': no such run directory; --resume only continues an existing run",
+    ),
+    Case(
+        "resume-another-homework",
+        ["qa", "--tiny", "--resume", "--output-dir", "{finished}"],
+        r"run '{finished}' is a yelp \(variant yelp, tiny\) run, not qa \(variant qa, tiny\); resume it with hw yelp",
+    ),
+    Case(
+        "resume-another-variant",
+        ["yelp", "--tiny", "--variant", "imdb-lora", "--resume", "--output-dir", "{finished}"],
+        r"run '{finished}' is a yelp \(variant yelp, tiny\) run, not yelp \(variant imdb-lora, tiny\)",
+    ),
+    Case(
+        "resume-other-training-settings",
+        [
+            "yelp",
+            "--tiny",
+            "--resume",
+            "--output-dir",
+            "{work}/crashed",
+            "--max-train-samples",
+            "10",
+            "--max-eval-samples",
+            "32",
+        ],
+        r"run '{work}/crashed' was trained with other settings \(data\.max_train_samples: 64 in the run, 10 now\); "
+        r"resume it with the same options",
+        _crashed_copy,
+    ),
+    Case(
+        "new-run-over-an-unfinished-one",
+        ["yelp", "--tiny", "--output-dir", "{work}/crashed"],
+        r"--output-dir '{work}/crashed' holds an unfinished yelp \(variant yelp, tiny\) run; continue it with "
+        r"--resume --output-dir {work}/crashed",
+        _crashed_copy,
+    ),
+    Case(
+        "eval-only-resume",
+        ["yelp", "--tiny", "--eval-only", "--resume"],
+        r"invalid configuration: run\.resume: --eval-only scores weights in a new run; drop --resume",
+    ),
+    Case(
+        "eval-only-into-the-scored-run",
+        ["yelp", "--tiny", "--eval-only", "--checkpoint", "{finished}", "--output-dir", "{finished}"],
+        r"--output-dir '{finished}' holds the weights --checkpoint scores; an eval-only run writes a new run",
+    ),
+    Case(
+        "atc-stage-without-resume",
+        ["atc", "--tiny", "--stage", "score"],
+        r"invalid configuration: stages: --stage/--from-stage belong to an existing run; add --resume \[--output-dir RUN\]",
+    ),
+    Case(
+        "atc-from-stage-without-resume",
+        ["atc", "--tiny", "--from-stage", "correct"],
+        r"stages: --stage/--from-stage belong to an existing run",
     ),
     # --- report and smoke
     Case(

@@ -26,6 +26,12 @@ def _stage_marks(run_dir: Path) -> dict[str, float]:
     }
 
 
+def _unfinished(run_dir: Path) -> None:
+    """Mark a finished run as one killed after its stages, before its record: `--resume` continues it."""
+    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    (run_dir / "run.json").write_text(json.dumps({**manifest, "status": "running"}), encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float]]:
     """One full tiny run, then the same run again with --resume; the stage marks after the first."""
@@ -33,6 +39,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     run_dir = work / "run"
     invoke(["atc", "--tiny", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")])
     first = _stage_marks(run_dir)
+    _unfinished(run_dir)
     invoke(
         ["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(work / "reports")]
     )
@@ -84,6 +91,7 @@ def test_a_stage_cached_by_an_older_hw_is_recomputed(tiny_run, tmp_path) -> None
     marker.write_text(json.dumps({key: value for key, value in json.loads(marker.read_text()).items()
                                   if key != "format"}))  # fmt: skip
     before = _stage_marks(run_dir)
+    _unfinished(run_dir)
     invoke(["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path)])
     after = _stage_marks(run_dir)
     assert [name for name in atc.STAGES if after[name] != before[name]] == ["score"]

@@ -94,6 +94,20 @@ def test_eval_only_on_the_saved_run_reproduces_its_accuracy(smoke: Path, tmp_pat
     assert again["final"]["accuracy"] == _metrics(run_dir)["final"]["accuracy"]
 
 
+def test_eval_only_of_a_run_writes_a_new_run_and_leaves_the_scored_one_alone(
+    smoke: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = _run_dir(smoke, "yelp")
+    before = {path: path.read_bytes() for path in scored.rglob("*") if path.is_file()}
+    monkeypatch.chdir(tmp_path)
+    _invoke(["yelp", "--tiny", "--eval-only", "--checkpoint", str(scored)])
+    (new,) = (tmp_path / "runs" / "yelp").iterdir()
+    manifest = json.loads((new / "run.json").read_text())
+    assert manifest["eval_only"] and manifest["scored"] == str(scored) and manifest["status"] == "finished"
+    assert json.loads((scored / "run.json").read_text())["status"] == "finished"
+    assert {path: path.read_bytes() for path in scored.rglob("*") if path.is_file()} == before
+
+
 def test_lora_trains_only_adapters_and_the_head() -> None:
     cfg = config.load(yelp.YelpConfig, "yelp", "imdb-lora", run={"tiny": True})
     assets.materialize(cfg.model.name_or_path)  # a run builds it first; here the loader is called alone
