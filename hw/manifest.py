@@ -107,9 +107,26 @@ def run_directory(
     or `--output-dir`, only if it is that homework's and variant's, unfinished (`hw atc --stage/--from-stage` may
     recompute stages of a finished run) and trained with the same training keys.
 
+    Decided by the main process, and agreed by the others: they would see the manifest it starts writing.
+
     Raises:
         HwError: the directory may not be written by this command (one line saying why and what to do).
     """
+    decided: tuple[Path, Path | None] | HwError | None = None
+    if runs.is_main_process():
+        try:
+            decided = _decided(options, settings, output_dir=output_dir, runs_root=runs_root)
+        except HwError as error:  # every process stops with it
+            decided = error
+    decided = runs.agreed(decided)
+    if isinstance(decided, HwError):
+        raise decided
+    return decided
+
+
+def _decided(
+    options: Any, settings: dict[str, Any], *, output_dir: Path | None, runs_root: Path
+) -> tuple[Path, Path | None]:
     if options.resume:
         run_dir = output_dir if output_dir is not None else _newest_resumable(options, runs_root)
         _require_resumable(run_dir, options, settings)

@@ -130,17 +130,14 @@ def spread(work: Callable[[Item], Result], items: Sequence[Item]) -> list[Result
 def run_directory(homework: str, variant: str, *, runs_root: Path, tiny: bool) -> tuple[Path, Path | None]:
     """Create a new run's directory, `runs_root/<homework>/<variant>[-tiny]-<timestamp>`.
 
-    Created exclusively, by the main process (the others agree on its name): a second run started in the same
-    second gets `-2`, a third `-3`, and so on, never the first one's directory.
+    Created exclusively: a second run started in the same second gets `-2`, a third `-3`, and so on, never the
+    first one's directory. Called by the main process alone; the others agree on its name (`agreed`).
 
     Returns:
         The run directory, and the topmost folder created for it (for `removed_on_user_error`).
     """
+    folder = runs_root / homework
     prefix = f"{variant}-tiny" if tiny else variant
-    return agreed(_created_run_directory(runs_root / homework, prefix) if is_main_process() else None)
-
-
-def _created_run_directory(folder: Path, prefix: str) -> tuple[Path, Path | None]:
     name = f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     created = topmost_missing(folder)
     with _folder_errors(folder / name, "run directory", "--output-dir"):

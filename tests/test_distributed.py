@@ -29,6 +29,7 @@ RUN_ARTIFACTS = {
     "env.json",
     "metrics.json",
     "model",
+    "run.json",
     "run.log",
     "samples.jsonl",
 }
@@ -89,6 +90,7 @@ def test_two_processes_write_what_one_writes_once_and_record_their_number(yelp_r
     assert (_read(single, "env.json")["world_size"], _read(distributed, "env.json")["world_size"]) == (1, 2)
     fragment = (distributed.parents[2] / "reports" / "fragments" / "yelp-yelp-tiny.md").read_text()
     assert "CPU (" in fragment and "× 2 processes" in fragment
+    assert _read(distributed, "run.json")["status"] == "finished"
     # Only the main process logs to run.log: the run's closing line is there once.
     assert (distributed / "run.log").read_text().count("hw.tasks.yelp: accuracy") == 1
 
@@ -131,6 +133,19 @@ def test_distributed_predictions_are_complete_in_order_and_unpadded(
     # (11 of 64 here): predictions are exact, the evaluation loss of a distributed run is off by about 0.5 %.
     assert together["eval_loss"] == pytest.approx(alone_final["eval_loss"], rel=0.01)
     assert together["eval_loss"] != alone_final["eval_loss"]
+
+
+def test_a_refusal_decided_by_the_main_process_stops_every_process(tmp_path: Path) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [*TORCHRUN, "-m", "hw", *YELP, "--resume", "--output-dir", "runs/yelp/gone"]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert (
+        result.stderr.count("hw: error: --resume --output-dir 'runs/yelp/gone': no such run directory") == 2
+    )
+    assert not (tmp_path / "runs").exists()
 
 
 def test_accelerate_launch_runs_the_same_training_as_torchrun(

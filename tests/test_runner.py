@@ -93,6 +93,8 @@ def test_only_the_main_process_writes_the_record_and_the_fragment(
     fake_task: FakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RANK", "1")
+    # The run directory the main process chose, as `runs.agreed` hands it to the others under a launcher.
+    monkeypatch.setattr(runs, "agreed", lambda mine: (tmp_path / "run", tmp_path / "run"))
     run_dir = run_homework(fake_task, output_dir=tmp_path / "run", reports_dir=tmp_path / "reports")
     assert list(run_dir.iterdir()) == []
     assert not (tmp_path / "reports").exists()
