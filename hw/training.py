@@ -137,12 +137,22 @@ class _HwSampling:
         return SequentialSampler(eval_dataset)
 
 
-class HwTrainer(_HwSampling, Trainer):
-    """`Trainer` with `hw`'s samplers."""
+class _ReadableSaves:
+    """Saved weights readable as the umask allows: safetensors writes them 0600 (see `runs.open_to_umask`)."""
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's save (of checkpoints too: `_save_checkpoint` calls it), then the modes widened."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            runs.open_to_umask(Path(output_dir or self.args.output_dir))
 
 
-class HwSeq2SeqTrainer(_HwSampling, Seq2SeqTrainer):
-    """`Seq2SeqTrainer` with `hw`'s samplers."""
+class HwTrainer(_ReadableSaves, _HwSampling, Trainer):
+    """`Trainer` with `hw`'s samplers and readable saves."""
+
+
+class HwSeq2SeqTrainer(_ReadableSaves, _HwSampling, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves."""
 
 
 class LengthGroupedBatches(Sampler[int]):

@@ -105,6 +105,21 @@ def test_a_classifier_averages_its_own_loss_so_accumulation_divides_it(tmp_path:
 
 
 @pytest.mark.parametrize("adapted", [False, True], ids=["full", "lora"])
+def test_saved_weights_are_readable_as_the_umask_allows(adapted: bool, tmp_path: Path) -> None:
+    """safetensors writes 0600 whatever the umask; a teammate in the group must read the model (issue 13)."""
+    from tests.test_runs import mode, umask
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, num_key_value_heads=2, **SIZES))
+    if adapted:
+        model = add_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
+    with umask(0o022):
+        _trainer(model, tmp_path).save_model(str(tmp_path / "model"))
+    assert {path.name: mode(path) for path in (tmp_path / "model").glob("*.safetensors")} == {
+        ("adapter_model" if adapted else "model") + ".safetensors": 0o644
+    }
+
+
+@pytest.mark.parametrize("adapted", [False, True], ids=["full", "lora"])
 def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -> None:
     model = LlamaForCausalLM(LlamaConfig(vocab_size=50, num_key_value_heads=2, **SIZES))
     if adapted:
