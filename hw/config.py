@@ -80,6 +80,9 @@ class TrainConfig:
     (0.2 evaluates five times whatever the data size, as in `TrainingArguments`)."""
     logging_steps: int = 30
     """Optimizer steps between training-loss log lines."""
+    save_steps: int | None = None
+    """Optimizer steps between checkpoints without evaluation (else they follow it); None saves one per epoch.
+    Long runs set it so that a preempted or killed run loses little work."""
     save_total_limit: int = 2
     """Checkpoints kept in the run directory; older ones are deleted."""
     seed: int = 42
@@ -105,6 +108,7 @@ class TrainConfig:
             "warmup_steps": ("0 or more", self.warmup_steps >= 0),
             "logging_steps": ("at least 1", self.logging_steps >= 1),
             "save_total_limit": ("at least 1", self.save_total_limit >= 1),
+            "save_steps": ("null or at least 1", self.save_steps is None or self.save_steps >= 1),
             "max_steps": (
                 "-1 (train num_train_epochs) or at least 1",
                 self.max_steps == -1 or self.max_steps >= 1,

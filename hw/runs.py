@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from hw.errors import HwError
+from hw.errors import HwError, Interrupted
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -275,6 +275,8 @@ def removed_on_user_error(directory: Path) -> Iterator[None]:
         created = created.parent  # the topmost folder this command will create
     try:
         yield
+    except Interrupted:
+        raise  # its message says to continue with --resume in this directory
     except HwError:
         if created is not None and not any(directory.glob("checkpoints/checkpoint-*")):
             shutil.rmtree(created, ignore_errors=True)

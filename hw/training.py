@@ -21,6 +21,7 @@ from transformers import (
 
 from hw import runs
 from hw.config import TrainConfig
+from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         lr_scheduler_type=train.lr_scheduler_type,
         eval_strategy=train.eval_strategy,
         eval_steps=train.eval_steps,
-        # Checkpoints follow evaluations so the best one can be kept; with no evaluation, one per epoch.
-        save_strategy=train.eval_strategy if evaluate else "epoch",
-        save_steps=train.eval_steps,
+        # Checkpoints follow evaluations so the best one can be kept; with none, every `save_steps` or epoch.
+        save_strategy=train.eval_strategy if evaluate else ("epoch" if train.save_steps is None else "steps"),
+        save_steps=train.eval_steps if evaluate else train.save_steps,
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=best is not None and evaluate,
         metric_for_best_model=best,
@@ -87,9 +88,10 @@ def build_trainer(
     seq2seq: bool = False,
     **extra: Any,
 ) -> Trainer:
-    """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured."""
+    """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured, that stops with a
+    checkpoint on SIGINT/SIGTERM (`interrupts`)."""
     trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
-    callbacks = []
+    callbacks = [StopWhenInterrupted()]
     if train.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     train_order = None
@@ -225,7 +227,8 @@ def _weights(parameter: Any) -> int:
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
-    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones."""
+    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones; raise
+    `interrupts.Stopped` when a signal ended training (after saving a checkpoint)."""
     checkpoint = None
     if resume:
         checkpoints = run_dir / "checkpoints"
@@ -238,6 +241,7 @@ def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
         log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+    stop_if_interrupted(trainer.state.global_step)
 
 
 def drop_checkpoints(run_dir: Path) -> None:

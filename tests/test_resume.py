@@ -1,12 +1,16 @@
-"""Resume after a crash: a run killed (SIGKILL) after its first checkpoint ends, with --resume, as if never killed."""
+"""Resume after a crash: a run killed (SIGKILL) after its first checkpoint, or stopped by SIGTERM in the middle of
+an epoch, ends, with --resume, as if never killed."""
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -31,10 +35,18 @@ def _run(arguments: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-def _kill_after_first_checkpoint(arguments: list[str], cwd: Path, checkpoints: Path) -> str:
-    """Start a run, SIGKILL it as soon as a checkpoint is complete; return that checkpoint's name."""
+def _signal_after_first_checkpoint(
+    arguments: list[str], cwd: Path, checkpoints: Path, signum: int
+) -> tuple[str, subprocess.CompletedProcess]:
+    """Start a run, send it `signum` as soon as a checkpoint is complete; return that checkpoint's name and
+    the ended process (its stderr captured)."""
     process = subprocess.Popen(
-        _command(arguments), cwd=cwd, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _command(arguments),
+        cwd=cwd,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 240
@@ -42,12 +54,27 @@ def _kill_after_first_checkpoint(arguments: list[str], cwd: Path, checkpoints: P
             assert process.poll() is None, "the run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    return Path(complete).name
+    return Path(complete).name, subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
+    """The run directory of `hw ARGUMENTS` run to its end, run once per module for each ARGUMENTS."""
+    done: dict[tuple[str, ...], Path] = {}
+
+    def run(arguments: list[str]) -> Path:
+        if tuple(arguments) not in done:
+            root = tmp_path_factory.mktemp("uninterrupted")
+            _run([*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"], root)
+            done[tuple(arguments)] = root / "whole"
+        return done[tuple(arguments)]
+
+    return run
 
 
 def _results(run_dir: Path) -> dict:
@@ -82,12 +109,12 @@ def _results(run_dir: Path) -> dict:
     ids=["full-fine-tuning", "lora-adapter"],
 )
 def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
-    arguments: list[str], tmp_path: Path
+    arguments: list[str], tmp_path: Path, uninterrupted
 ) -> None:
-    _run([*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"], tmp_path)
     crashed = tmp_path / "crashed"
     run = [*arguments, "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
-    first = _kill_after_first_checkpoint(run, tmp_path, crashed / "checkpoints")
+    first, killed = _signal_after_first_checkpoint(run, tmp_path, crashed / "checkpoints", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
     # Nothing of the killed run passes for a result: no metrics, no report, no state file outside checkpoints.
     assert not (crashed / "metrics.json").exists() and not (crashed / "trainer_state.json").exists()
@@ -103,8 +130,41 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
     assert f"resuming from {Path('crashed', 'checkpoints', first)}\n" in (crashed / "run.log").read_text()
     assert not half_written.exists()
     assert not list(crashed.rglob("*.partial"))
-    assert _results(crashed) == _results(tmp_path / "whole")
+    assert _results(crashed) == _results(uninterrupted(arguments))
     assert (tmp_path / "reports-crashed" / "fragments").is_dir()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_the_command_it_prints_continues_to_the_uninterrupted_results(
+    tmp_path: Path, uninterrupted
+) -> None:
+    """What a preempted cloud GPU sends: sent just after the first epoch's checkpoint (step 63 of 189), it stops
+    training a step or a few later, in the middle of the second epoch, and saves that step."""
+    arguments = ["yelp", "--tiny"]
+    stopped = tmp_path / "stopped"
+    run = [*arguments, "--output-dir", "stopped", "--reports-dir", "reports-stopped"]
+    first, ended = _signal_after_first_checkpoint(run, tmp_path, stopped / "checkpoints", signal.SIGTERM)
+
+    assert ended.returncode == 143, ended.stderr[-4000:]
+    assert "Traceback" not in ended.stderr
+    last = ended.stderr.rstrip().splitlines()[-1]
+    step = int(re.fullmatch(r"hw: interrupted after step (\d+); continue with: .*", last)[1])
+    assert last.endswith(
+        "continue with: hw yelp --tiny --output-dir stopped --reports-dir reports-stopped --resume"
+    )
+    assert [line for line in ended.stderr.splitlines() if line.startswith("hw: interrupted")] == [last]
+    assert step > int(first.removeprefix("checkpoint-"))
+    assert last_complete_checkpoint(stopped / "checkpoints") == str(
+        stopped / "checkpoints" / f"checkpoint-{step}"
+    )
+    assert not (stopped / "metrics.json").exists()
+
+    _run(shlex.split(last.partition("continue with: hw ")[2]), tmp_path)
+    assert (
+        f"resuming from {Path('stopped', 'checkpoints', f'checkpoint-{step}')}\n"
+        in (stopped / "run.log").read_text()
+    )
+    assert _results(stopped) == _results(uninterrupted(arguments))
 
 
 def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
@@ -119,6 +179,8 @@ def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
 
 
 class _RecordingTrainer:
+    state = types.SimpleNamespace(global_step=0)
+
     def train(self, resume_from_checkpoint: str | None) -> None:
         self.resumed_from = resume_from_checkpoint
 
