@@ -371,7 +371,6 @@ def whisper_dataset(
         with runs.removed_on_user_error(out):
             out.mkdir(parents=True, exist_ok=True)
             with runner.logging_to(out / "run.log"):
-                runner.build_tiny_assets({"model": model})
                 counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "
