@@ -52,15 +52,15 @@ FAMILIES = {
 # Config keys that fix the shapes of the weights an adapter was trained against.
 _SHAPE_KEYS = (
     "model_type",
-    "vocab_size",
     "hidden_size",
     "d_model",
-    "intermediate_size",
     "num_hidden_layers",
     "encoder_layers",
     "decoder_layers",
+    "intermediate_size",
     "num_attention_heads",
     "num_key_value_heads",
+    "vocab_size",
 )
 
 
@@ -178,7 +178,10 @@ def require_lora_targets(model: Any, lora: LoraConfig) -> None:
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear)
     )
-    guesses = [guess for target in missing for guess in difflib.get_close_matches(target, linear, n=1)]
+    # A cutoff below difflib's 0.6: Llama's `q_proj` given to DistilBERT should suggest its `q_lin` (0.36).
+    guesses = dict.fromkeys(
+        guess for target in missing for guess in difflib.get_close_matches(target, linear, n=1, cutoff=0.35)
+    )
     raise HwError(
         f"LoRA target_modules {', '.join(map(repr, missing))}: no such module in {type(model).__name__}, "
         f"whose linear modules are {', '.join(linear)}"
