@@ -52,7 +52,7 @@ def describe(inputs: Any) -> dict[str, Any]:
 
 
 def stage_seed(inputs: Any) -> int:
-    """The seed a stage's build starts from: its input's `seed` (a property over a field, so in the key), else 0.
+    """The seed a stage's build starts from: its input's `seed` (a property over a field: in the key), else 0.
 
     A stage that neither trains nor samples still starts from a fixed seed: a weight its checkpoint lacks is
     then drawn the same way in every process.
