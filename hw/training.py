@@ -307,3 +307,18 @@ def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, floa
             rows.append(row)
             pending = []
     return rows
+
+
+def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """The mean training loss per optimizer step up to the last logged step; None when no loss was logged.
+
+    Each logged loss is the mean since the one before, so it weighs that many steps. The Trainer's own
+    `train_loss` covers only the steps of its last `train()` call (0.0 after a resume from the final
+    checkpoint), where the logged losses come back with the checkpoint's trainer state.
+    """
+    total, previous = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous = entry["step"]
+    return total / previous if previous else None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.training import last_complete_checkpoint, train
+from hw.training import last_complete_checkpoint, mean_logged_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,11 +35,11 @@ def _run(arguments: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-def _signal_after_first_checkpoint(
-    arguments: list[str], cwd: Path, checkpoints: Path, signum: int
+def _signal_after_checkpoint(
+    arguments: list[str], cwd: Path, checkpoints: Path, signum: int, name: str | None = None
 ) -> tuple[str, subprocess.CompletedProcess]:
-    """Start a run, send it `signum` as soon as a checkpoint is complete; return that checkpoint's name and
-    the ended process (its stderr captured)."""
+    """Start a run, send it `signum` as soon as a checkpoint (the one called `name`, or any) is complete;
+    return that checkpoint's name and the ended process (its stderr captured)."""
     process = subprocess.Popen(
         _command(arguments),
         cwd=cwd,
@@ -50,8 +50,11 @@ def _signal_after_first_checkpoint(
     )
     try:
         deadline = time.monotonic() + 240
-        while (complete := last_complete_checkpoint(checkpoints)) is None:
-            assert process.poll() is None, "the run ended before its first checkpoint"
+        while True:
+            complete = last_complete_checkpoint(checkpoints)
+            if complete is not None and name in (None, Path(complete).name):
+                break
+            assert process.poll() is None, f"the run ended before checkpoint {name or 'one'} was complete"
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
             time.sleep(0.02)
         process.send_signal(signum)
@@ -113,7 +116,7 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
 ) -> None:
     crashed = tmp_path / "crashed"
     run = [*arguments, "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
-    first, killed = _signal_after_first_checkpoint(run, tmp_path, crashed / "checkpoints", signal.SIGKILL)
+    first, killed = _signal_after_checkpoint(run, tmp_path, crashed / "checkpoints", signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
     # Nothing of the killed run passes for a result: no metrics, no report, no state file outside checkpoints.
@@ -143,7 +146,7 @@ def test_sigterm_saves_the_step_and_the_command_it_prints_continues_to_the_unint
     arguments = ["yelp", "--tiny"]
     stopped = tmp_path / "stopped"
     run = [*arguments, "--output-dir", "stopped", "--reports-dir", "reports-stopped"]
-    first, ended = _signal_after_first_checkpoint(run, tmp_path, stopped / "checkpoints", signal.SIGTERM)
+    first, ended = _signal_after_checkpoint(run, tmp_path, stopped / "checkpoints", signal.SIGTERM)
 
     assert ended.returncode == 143, ended.stderr[-4000:]
     assert "Traceback" not in ended.stderr
@@ -165,6 +168,35 @@ def test_sigterm_saves_the_step_and_the_command_it_prints_continues_to_the_unint
         in (stopped / "run.log").read_text()
     )
     assert _results(stopped) == _results(uninterrupted(arguments))
+
+
+@pytest.mark.slow
+def test_a_run_resumed_from_its_last_checkpoint_reports_the_training_loss_of_every_step(
+    tmp_path: Path, uninterrupted
+) -> None:
+    # Killed once its last checkpoint is complete, the run resumes with no step left to train: the Trainer's
+    # own `train_loss` then averages none (0.0). The logged losses come back with the checkpoint's state.
+    whole = uninterrupted(["tang", "--tiny"])
+    steps = json.loads((whole / "trainer_state.json").read_text())["global_step"]
+    run = ["tang", "--tiny", "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
+    last = f"checkpoint-{steps}"
+    _, killed = _signal_after_checkpoint(
+        run, tmp_path, tmp_path / "crashed" / "checkpoints", signal.SIGKILL, last
+    )
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    _run([*run, "--resume"], tmp_path)
+    log = (tmp_path / "crashed" / "run.log").read_text()
+    assert f"resuming from {Path('crashed', 'checkpoints', last)}\n" in log
+    resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())["final"]
+    assert resumed["training_loss"] > 0
+    assert resumed == pytest.approx(json.loads((whole / "metrics.json").read_text())["final"], rel=1e-6)
+
+
+def test_the_mean_logged_loss_weighs_each_logged_loss_by_its_steps() -> None:
+    history = [{"loss": 4.0, "step": 10}, {"eval_loss": 9.0, "step": 10}, {"loss": 1.0, "step": 15},
+               {"train_loss": 0.0, "step": 15}]  # fmt: skip
+    assert mean_logged_loss(history) == pytest.approx((4 * 10 + 1 * 5) / 15)
+    assert mean_logged_loss([{"train_loss": 0.5, "step": 3}]) is None  # fewer steps than logging_steps
 
 
 def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
