@@ -1,7 +1,6 @@
 """Audio in and out without FFmpeg binaries: decode, resample to 16 kHz mono, extract from video, segment."""
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from hw import runs
 from hw.errors import HwError
 
 # Whisper's feature extractor expects 16 kHz input.
@@ -139,11 +139,10 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
-    os.close(handle)
+    temporary = runs.partial_path(path)  # created by soundfile, so with the umask's mode (mkstemp's is 0600)
     try:
-        soundfile.write(temporary, samples, sample_rate, subtype="PCM_16")
+        soundfile.write(temporary, samples, sample_rate, subtype="PCM_16", format="WAV")
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise

@@ -248,10 +248,20 @@ for _homework in HOMEWORKS:
 @app.command(epilog="Example: hw report --reports-dir reports")
 def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
     """Assemble every report fragment into reports/summary.md (the weekly summary)."""
+    with user_errors():
+        _assemble(reports_dir)
+
+
+def _assemble(reports_dir: Path) -> None:
+    """Assemble the summary; one warning line per file left out, and their count beside the summary's path."""
     from hw import report as report_module
 
-    with user_errors():
-        typer.echo(f"summary: {report_module.assemble(reports_dir, list(HOMEWORKS))}")
+    summary = report_module.assemble(reports_dir, list(HOMEWORKS))
+    for skipped in summary.skipped:
+        typer.echo(f"hw: warning: skipped {skipped}", err=True)
+    count = len(summary.skipped)
+    left_out = f" ({count} file{'s' if count > 1 else ''} of fragments/ skipped, see above)" if count else ""
+    typer.echo(f"summary: {summary.path}{left_out}")
 
 
 @app.command(epilog="Example: hw smoke --workdir smoke")
@@ -265,7 +275,6 @@ def smoke(
 ) -> None:
     """Run every homework on the offline tiny preset, then assemble their summary (a few minutes on a CPU)."""
     from hw import config, runner
-    from hw import report as report_module
 
     with user_errors():
         unknown = sorted(set(only or []) - set(HOMEWORKS))
@@ -275,7 +284,7 @@ def smoke(
             for variant in config.variants(homework):
                 cfg = _load_config(homework, variant, None, [], {"tiny": True})
                 runner.run_homework(cfg, runs_root=workdir / "runs", reports_dir=workdir / "reports")
-        typer.echo(f"summary: {report_module.assemble(workdir / 'reports', list(HOMEWORKS))}")
+        _assemble(workdir / "reports")
 
 
 @app.command(
@@ -362,7 +371,6 @@ def whisper_dataset(
         with runs.removed_on_user_error(out, runs.topmost_missing(out)):
             out.mkdir(parents=True, exist_ok=True)
             with runner.logging_to(out / "run.log"):
-                runner.build_tiny_assets({"model": model})
                 counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "

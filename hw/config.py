@@ -80,6 +80,9 @@ class TrainConfig:
     (0.2 evaluates five times whatever the data size, as in `TrainingArguments`)."""
     logging_steps: int = 30
     """Optimizer steps between training-loss log lines."""
+    save_steps: int | None = None
+    """Optimizer steps between checkpoints without evaluation (else they follow it); None saves one per epoch.
+    Long runs set it so that a preempted or killed run loses little work."""
     save_total_limit: int = 2
     """Checkpoints kept in the run directory; older ones are deleted."""
     seed: int = 42
@@ -105,6 +108,7 @@ class TrainConfig:
             "warmup_steps": ("0 or more", self.warmup_steps >= 0),
             "logging_steps": ("at least 1", self.logging_steps >= 1),
             "save_total_limit": ("at least 1", self.save_total_limit >= 1),
+            "save_steps": ("null or at least 1", self.save_steps is None or self.save_steps >= 1),
             "max_steps": (
                 "-1 (train num_train_epochs) or at least 1",
                 self.max_steps == -1 or self.max_steps >= 1,
@@ -179,17 +183,13 @@ class RunOptions:
 
     def problems(self) -> list[str]:
         """Options that do not go together."""
-        found = []
-        if self.checkpoint is not None and not self.eval_only:
-            found.append(
-                "checkpoint: --checkpoint is only read with --eval-only; to keep training a saved model, "
-                "use --set model.name_or_path=DIR"
-            )
-        if self.eval_only and self.resume:  # scoring into the run it scores would overwrite it
-            found.append(
-                "resume: --eval-only scores weights in a new run; drop --resume, pass --checkpoint RUN"
-            )
-        return found
+        rules = {  # --eval-only --resume would score into the run it scores, and overwrite it
+            "checkpoint: --checkpoint is only read with --eval-only; to keep training a saved model, use --set "
+            "model.name_or_path=DIR": self.checkpoint is not None and not self.eval_only,
+            "resume: --eval-only scores weights in a new run; drop --resume, pass --checkpoint RUN": self.eval_only
+            and self.resume,
+        }
+        return [problem for problem, broken in rules.items() if broken]
 
 
 def config_dir(homework: str) -> Path:

@@ -2,17 +2,18 @@
 not, with new LoRA adapters when training, merged for inference; and the sentence that names those weights.
 
 Every homework goes through one entry point per model family (`classifier`, `question_answering`, `whisper`,
-`causal_lm`). Names are checked first (`resolve`, before any data is read); weights load later. Adapter detection,
-k-bit preparation, merging, device placement, revision and `trust_remote_code` live here and nowhere else.
+`causal_lm`). Names are checked first (`resolve`, before any data is read), then whether the weights fit the family
+(`weight_checks`, from configs alone); weights load later. Adapter detection, k-bit preparation, merging, device
+placement, revision and `trust_remote_code` live here and nowhere else.
 """
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hw import runs, sources
+from hw import runs, sources, weight_checks
 from hw.config import LoraConfig, ModelConfig, Quantization
 from hw.errors import HwError
 
@@ -30,17 +31,26 @@ class Weights:
         checkpoint: a saved full model or PEFT adapter directory on top of the base; None for the base alone.
         given: how the checkpoint was given (`--checkpoint RUN`), for the weights sentence; None when this run
             trained it.
+        key: the setting that names the base, for error messages.
     """
 
     model: ModelConfig
     base: str | None
     checkpoint: str | None = None
     given: str | None = None
+    key: str = "model.name_or_path"
 
     @property
     def adapter(self) -> bool:
         """True when the checkpoint is a PEFT adapter (applied to the base), not a full model."""
         return self.checkpoint is not None and is_adapter(self.checkpoint)
+
+    @property
+    def loads_from(self) -> tuple[str, str | None]:
+        """The name and revision `from_pretrained` loads: a saved full model (no revisions), else the base."""
+        if self.checkpoint is not None and not self.adapter:
+            return self.checkpoint, None
+        return self.base, self.model.revision
 
 
 @dataclass(frozen=True)
@@ -65,15 +75,17 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
     """
     resolved = sources.resolve_checkpoint(checkpoint) if checkpoint else None
     if resolved and not is_adapter(resolved) and (Path(resolved) / "tokenizer_config.json").is_file():
-        return Weights(model, None, resolved, checkpoint)  # a full model with its tokenizer needs no base
+        return Weights(
+            model, None, resolved, checkpoint, key
+        )  # a full model with its tokenizer needs no base
     return Weights(
-        model, sources.resolve_model(model.name_or_path, model.revision, key=key), resolved, checkpoint
+        model, sources.resolve_model(model.name_or_path, model.revision, key=key), resolved, checkpoint, key
     )
 
 
 def trained_here(weights: Weights, directory: str | Path) -> Weights:
     """The weights this run just saved in `directory`, on the same base."""
-    return Weights(weights.model, weights.base, str(directory))
+    return replace(weights, checkpoint=str(directory), given=None)
 
 
 def trained_sentence(directory: Path, start: str | None = None) -> str:
@@ -85,6 +97,7 @@ def classifier(weights: Weights, labels: list[str], lora: LoraConfig | None = No
     """A sequence classifier with one output per label name; new LoRA adapters when `lora` is given."""
     from transformers import AutoModelForSequenceClassification
 
+    weight_checks.require_family(weights, "classifier")
     names = dict(enumerate(labels))
     head = {"num_labels": len(names), "id2label": names, "label2id": {name: i for i, name in names.items()}}
     model, _ = _pretrained(AutoModelForSequenceClassification, weights, base_options=head)
@@ -101,6 +114,7 @@ def question_answering(weights: Weights, seed: int) -> Loaded:
     """An extractive QA model; a head its files lack starts from the same random weights in every run."""
     from transformers import AutoModelForQuestionAnswering, set_seed
 
+    weight_checks.require_family(weights, "question_answering")
     set_seed(seed)
     model, missing = _pretrained(AutoModelForQuestionAnswering, weights)
     if weights.checkpoint:
@@ -118,6 +132,7 @@ def whisper_processor(weights: Weights, language: str, task: str = "transcribe")
     """The Whisper processor of the checkpoint when it saved one, else the base's, set to `language` and `task`."""
     from hw import speech
 
+    weight_checks.require_family(weights, "whisper")
     saved = weights.checkpoint and any(
         (Path(weights.checkpoint) / name).is_file()
         for name in ("preprocessor_config.json", "processor_config.json")
@@ -129,10 +144,7 @@ def whisper_processor(weights: Weights, language: str, task: str = "transcribe")
 
 def max_label_tokens(weights: Weights) -> int:
     """Tokens a Whisper transcript may have to be a training label: its decoder's positions (448 for OpenAI's)."""
-    from transformers import AutoConfig
-
-    name, revision = (weights.base, weights.model.revision) if weights.base else (weights.checkpoint, None)
-    return AutoConfig.from_pretrained(name, revision=revision).max_target_positions
+    return weight_checks.model_config(weights).max_target_positions
 
 
 def whisper(
@@ -155,6 +167,7 @@ def whisper(
 
     from hw import speech
 
+    weight_checks.require_family(weights, "whisper")
     options = quantized_loading(quantization) if training else {}
     model, _ = _pretrained(WhisperForConditionalGeneration, weights, base_options=options)
     speech.set_language(model, language, task)
@@ -185,6 +198,7 @@ def causal_lm(weights: Weights, quantization: Quantization, lora: LoraConfig | N
     import torch
     from transformers import AutoModelForCausalLM
 
+    weight_checks.require_family(weights, "causal_lm")
     options = quantized_loading(quantization)
     if torch.cuda.is_available():
         options.setdefault("device_map", {"": runs.local_rank()})
@@ -213,10 +227,11 @@ def _pretrained(
 
     `base_options` apply when the base is loaded (a new head's size, quantization); `options` to every load.
     """
+    name, revision = weights.loads_from
     full = weights.checkpoint is not None and not weights.adapter
     model, info = auto_class.from_pretrained(
-        weights.checkpoint if full else weights.base,
-        revision=None if full else weights.model.revision,  # a saved directory has no revisions
+        name,
+        revision=revision,
         trust_remote_code=weights.model.trust_remote_code,
         output_loading_info=True,
         **({} if full else base_options or {}),
@@ -292,6 +307,7 @@ def add_lora(model: Any, lora: LoraConfig, task_type: str | None) -> Any:
     """
     import peft
 
+    weight_checks.require_lora_targets(model, lora)
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         model = peft.prepare_model_for_kbit_training(
             model, gradient_checkpointing_kwargs={"use_reentrant": False}

@@ -2,7 +2,7 @@
 
 Every number in a report is read from a run's files. A fragment carries its table as JSON in a leading HTML
 comment, so the summary can merge several runs of one homework into one comparison table without torch or
-the run directories.
+the run directories, and ends with a closing comment, so a truncated one is known and left out.
 """
 
 import io
@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hw import runs
 from hw.errors import HwError
@@ -31,6 +31,8 @@ TINY_BANNER = (
     "the pipeline runs and learns; its numbers say nothing about the homework."
 )
 _METADATA = re.compile(r"<!-- hw-fragment (\{.*?\}) -->\n", re.DOTALL)
+END = "<!-- /hw-fragment -->"  # a fragment's last line: without it, the file was cut short
+_METADATA_KEYS = ("homework", "variant", "run", "tiny", "reference", "rows", "environment")
 _TABLE = re.compile(r"<!-- table -->.*?<!-- /table -->\n", re.DOTALL)
 SAMPLE_ROWS = 5
 
@@ -64,6 +66,7 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
         *(_extra_table(table) for table in record.tables),
         _samples(record.samples),
         f"![loss and metric curves](../figures/{figure.name})" if figure else "",
+        END,
     ]
     path = reports_dir / "fragments" / f"{name}.md"
     runs.write_text(path, "\n\n".join(part for part in parts if part) + "\n")
@@ -76,22 +79,41 @@ def check_writable(reports_dir: Path) -> None:
         runs.require_writable(reports_dir / folder, "report folder", "--reports-dir")
 
 
-def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Path:
+class Summary(NamedTuple):
+    """The assembled summary and one line per file of `fragments/` left out of it (which file, and why)."""
+
+    path: Path
+    skipped: list[str]
+
+
+def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Summary:
     """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run.
+
+    A file of `fragments/` that is not a whole hw fragment (a user's notes, another encoding, binary, cut short)
+    is left out and named in `Summary.skipped`: one bad file must not cost the whole summary.
 
     Args:
         reports_dir: Holds `fragments/`; the summary is written beside it.
         order: Homeworks in the summary's order (the CLI's registry); any others follow alphabetically.
     """
     fragments = sorted((reports_dir / "fragments").glob("*.md"))
-    if not fragments:
-        raise HwError(
-            f"no report fragments in {str(reports_dir / 'fragments')!r}; run a homework first (e.g. hw yelp --tiny)"
-        )
     by_homework: dict[str, list[tuple[dict, str]]] = {}
+    skipped = []
     for path in fragments:
-        metadata, body = _parse_fragment(path)
+        try:
+            metadata, body = _parse_fragment(path)
+        except _NotAFragment as reason:
+            skipped.append(
+                f"{str(path)!r} ({reason}; re-run its homework, or move the file out of fragments/)"
+            )
+            continue
         by_homework.setdefault(metadata["homework"], []).append((metadata, body))
+    if not by_homework:
+        others = f" (skipped: {'; '.join(skipped)})" if skipped else ""
+        raise HwError(
+            f"no report fragments in {str(reports_dir / 'fragments')!r}{others}; run a homework first "
+            "(e.g. hw yelp --tiny)"
+        )
     homeworks = sorted(
         by_homework, key=lambda hw: (hw not in order, order.index(hw) if hw in order else 0, hw)
     )
@@ -111,23 +133,35 @@ def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Path:
     )
     path = reports_dir / "summary.md"
     runs.write_text(path, "\n\n".join(sections) + "\n")
-    return path
+    return Summary(path, skipped)
+
+
+class _NotAFragment(Exception):
+    """A file in `fragments/` that is not a whole hw fragment; the message says why."""
 
 
 def _parse_fragment(path: Path) -> tuple[dict, str]:
-    text = path.read_text(encoding="utf-8")
+    """The fragment's metadata and its body (without the table, which the summary merges)."""
+    try:  # -sig: a BOM, which some editors add when they save, is read as nothing
+        text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+    except UnicodeDecodeError:
+        raise _NotAFragment("not UTF-8 text: binary, or saved in another encoding") from None
     match = _METADATA.match(text)
     if not match:
-        raise HwError(
-            f"{str(path)!r} is not an hw report fragment (no hw-fragment header); remove it or re-run"
-        )
+        raise _NotAFragment("not an hw report fragment: no hw-fragment header")
     try:
         metadata = json.loads(match.group(1))
     except json.JSONDecodeError as error:
-        raise HwError(
-            f"{str(path)!r} has a damaged hw-fragment header ({error.msg}); re-run its homework or remove it"
-        ) from None
-    body = _TABLE.sub("", text[match.end() :]).strip()
+        raise _NotAFragment(f"damaged hw-fragment header: {error.msg}") from None
+    missing = (
+        [key for key in _METADATA_KEYS if key not in metadata] if isinstance(metadata, dict) else ["all"]
+    )
+    if missing:
+        raise _NotAFragment(f"damaged hw-fragment header: no {', '.join(missing)}")
+    body = text[match.end() :].rstrip()
+    if not body.endswith(END):
+        raise _NotAFragment(f"incomplete: its last line is not {END} (cut short, or written by an older hw)")
+    body = _TABLE.sub("", body.removesuffix(END)).strip()
     return metadata, "\n" + body
 
 

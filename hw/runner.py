@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hw import config, manifest, report, runs
+from hw.errors import HwError
 from hw.record import RunRecord
+
+log = logging.getLogger(__name__)
 
 
 def run_homework(
@@ -36,6 +39,8 @@ def run_homework(
     Returns:
         The run directory.
     """
+    from hw import interrupts  # imports transformers
+
     task = importlib.import_module(f"hw.tasks.{cfg.run.homework}")
     settings = config.to_dict(cfg)
     run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)
@@ -48,7 +53,10 @@ def run_homework(
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
         _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
         started = time.perf_counter()
-        with logging_to(run_dir / "run.log"):
+        with (
+            logging_to(run_dir / "run.log"),
+            interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only),
+        ):
             record: RunRecord = task.run(cfg, run_dir)
         if not runs.is_main_process():  # the main process writes the artifacts and the report
             return run_dir
@@ -100,14 +108,22 @@ def logging_to(log_file: Path) -> Iterator[None]:
     transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if runs.is_main_process():
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    files = [logging.FileHandler(log_file, encoding="utf-8")] if runs.is_main_process() else []
+    handlers = [logging.StreamHandler(sys.stderr), *files]
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
     try:
         yield
+    except HwError:
+        raise  # the user reads its one line
+    except Exception:
+        # Into run.log too, the file users are asked to send; the console shows the traceback once, as Python
+        # prints it on the way out.
+        crash = log.makeRecord(log.name, logging.ERROR, __file__, 0, "unexpected error:", (), sys.exc_info())
+        for handler in files:
+            handler.handle(crash)
+        raise
     finally:
         for handler in handlers:
             root.removeHandler(handler)

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from hw.errors import HwError
+from hw.errors import HwError, Interrupted
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -220,11 +221,11 @@ def write_bytes(path: Path, data: bytes) -> None:
     """
     if not is_main_process():
         return
+    temporary = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX
-        )
+        # Mode 0o666 less the umask (mkstemp's 0600 would hide the run from a TA or a teammate in the group).
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
         raise _unwritable(path, error) from None
     try:
@@ -232,10 +233,32 @@ def write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, path)
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise _unwritable(path, error) from None
         raise
+
+
+def partial_path(path: Path) -> Path:
+    """A new hidden sibling of `path` to write before renaming it into place; `prepare` sweeps any a kill left."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+
+
+def open_to_umask(directory: Path) -> None:
+    """Widen the modes of `directory` and everything in it to what the umask gives a new file or folder.
+
+    safetensors 0.8 writes its files 0600 whatever the umask (safetensors issue #782), so a TA or a teammate in
+    the group could not load the weights. A mode is only ever widened, never narrowed.
+    """
+    mask = os.umask(0o777)  # reading the umask means setting it: the strictest value for that instant
+    os.umask(mask)
+    for path in (directory, *directory.rglob("*")):
+        if path.is_symlink():  # chmod would follow it out of `directory`
+            continue
+        allowed = (0o777 if path.is_dir() else 0o666) & ~mask
+        mode = path.stat().st_mode & 0o777
+        if mode | allowed != mode:
+            path.chmod(mode | allowed)
 
 
 def _unwritable(path: Path, error: OSError) -> HwError:
@@ -256,6 +279,8 @@ def removed_on_user_error(directory: Path, created: Path | None) -> Iterator[Non
     """
     try:
         yield
+    except Interrupted:
+        raise  # its message says to continue with --resume in this directory
     except HwError:
         kept = any(directory.glob("checkpoints/checkpoint-*")) or (directory / "metrics.json").exists()
         if created is not None and not kept:

@@ -279,6 +279,8 @@ def is_local(name: str) -> bool:
 
 def dataset_folder_problem(path: Path, dataset: str) -> str | None:
     """Why a local dataset cannot be read, or None: every reader takes a folder."""
+    if path.is_file():
+        return f"{dataset!r} is a file; give the folder that holds train/test files"
     return None if path.is_dir() else f"{dataset!r} does not exist; give a dataset folder or a Hub id"
 
 

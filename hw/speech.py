@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 import soundfile
 import torch
@@ -147,7 +148,8 @@ def cached_features(
     """`speech_features` of a whole split, computed once and then read from the `datasets` cache.
 
     The cache key is explicit: the split's fingerprint (its content, for the in-memory splits of local folders)
-    and the processor's settings, whose tokenizer carries the language and task prefix.
+    and the processor's settings, whose tokenizer carries the language and task prefix. A file lock per key keeps
+    two processes from writing the same cache file at once.
     """
     import datasets
     from datasets.fingerprint import Hasher
@@ -158,7 +160,9 @@ def cached_features(
     # lives in memory, so its cache file must be named here.
     cache = Path(os.environ.get("HF_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE) / "hw-speech"
     cache.mkdir(parents=True, exist_ok=True)
-    with runs.main_process_first():  # computed once; the other processes of a distributed run read the cache
+    # Computed once: the other processes of a distributed run read the cache, and another hw command computing
+    # the same features waits for the lock, then reads them too (two writers of one cache file could mix it up).
+    with runs.main_process_first(), filelock.FileLock(cache / f"features-{fingerprint}.lock"):
         return split.map(
             partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
             batched=True,

@@ -4,7 +4,8 @@ A stage is a function of one frozen dataclass holding exactly what it reads (ups
 keys), so its key is the hash of that object and nothing can change its outputs without changing the key. Its
 outputs live in `run_dir/stages/<name>/` with a `stage.json` naming the key they were computed from. They are
 built in a sibling `.<name>-<key>.partial/` folder (kept across a killed run, so a Trainer can resume from its
-checkpoints there) and renamed into place only once complete: a stage that looks finished is finished.
+checkpoints there) and renamed into place only once complete: a stage that looks finished is finished. Every
+build starts from its input's seed, so its outputs never depend on which stages ran before it in the process.
 """
 
 import dataclasses
@@ -50,6 +51,15 @@ def describe(inputs: Any) -> dict[str, Any]:
     return {"type": type(inputs).__name__, "version": version, "fields": dataclasses.asdict(inputs)}
 
 
+def stage_seed(inputs: Any) -> int:
+    """The seed a stage's build starts from: its input's `seed` (a property over a field: in the key), else 0.
+
+    A stage that neither trains nor samples still starts from a fixed seed: a weight its checkpoint lacks is
+    then drawn the same way in every process.
+    """
+    return getattr(inputs, "seed", 0)
+
+
 def stage_key(inputs: Any) -> str:
     """A short hash of a stage's frozen input (`describe`), as JSON."""
     text = json.dumps(describe(inputs), sort_keys=True, default=str, ensure_ascii=False)
@@ -88,6 +98,11 @@ def run_stage(
     partial = stages_dir / f".{name}-{key}.partial"
     partial.mkdir(parents=True, exist_ok=True)
     log.info("stage %s: computing (key %s)", name, key)
+    from transformers import set_seed  # here: reading a cached stage needs no ML library
+
+    # The process was seeded once, and the stages before this one drew from it (a LoRA init, a dropout mask):
+    # seeding here makes a stage recomputed with --from-stage give what the uninterrupted run gave.
+    set_seed(stage_seed(inputs))
     started = time.perf_counter()
     build(partial)
     seconds = round(time.perf_counter() - started, 2)

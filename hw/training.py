@@ -21,6 +21,7 @@ from transformers import (
 
 from hw import runs
 from hw.config import TrainConfig
+from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         lr_scheduler_type=train.lr_scheduler_type,
         eval_strategy=train.eval_strategy,
         eval_steps=train.eval_steps,
-        # Checkpoints follow evaluations so the best one can be kept; with no evaluation, one per epoch.
-        save_strategy=train.eval_strategy if evaluate else "epoch",
-        save_steps=train.eval_steps,
+        # Checkpoints follow evaluations so the best one can be kept; with none, every `save_steps` or epoch.
+        save_strategy=train.eval_strategy if evaluate else ("epoch" if train.save_steps is None else "steps"),
+        save_steps=train.eval_steps if evaluate else train.save_steps,
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=best is not None and evaluate,
         metric_for_best_model=best,
@@ -87,9 +88,10 @@ def build_trainer(
     seq2seq: bool = False,
     **extra: Any,
 ) -> Trainer:
-    """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured."""
+    """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured, that stops with a
+    checkpoint on SIGINT/SIGTERM (`interrupts`)."""
     trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
-    callbacks = []
+    callbacks = [StopWhenInterrupted()]
     if train.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     train_order = None
@@ -137,12 +139,22 @@ class _HwSampling:
         return SequentialSampler(eval_dataset)
 
 
-class HwTrainer(_HwSampling, Trainer):
-    """`Trainer` with `hw`'s samplers."""
+class _ReadableSaves:
+    """Saved weights readable as the umask allows: safetensors writes them 0600 (see `runs.open_to_umask`)."""
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's save (of checkpoints too: `_save_checkpoint` calls it), then the modes widened."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            runs.open_to_umask(Path(output_dir or self.args.output_dir))
 
 
-class HwSeq2SeqTrainer(_HwSampling, Seq2SeqTrainer):
-    """`Seq2SeqTrainer` with `hw`'s samplers."""
+class HwTrainer(_ReadableSaves, _HwSampling, Trainer):
+    """`Trainer` with `hw`'s samplers and readable saves."""
+
+
+class HwSeq2SeqTrainer(_ReadableSaves, _HwSampling, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves."""
 
 
 class LengthGroupedBatches(Sampler[int]):
@@ -215,7 +227,8 @@ def _weights(parameter: Any) -> int:
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
-    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones."""
+    """Train; when resuming, continue from the newest complete checkpoint and delete half-written ones; raise
+    `interrupts.Stopped` when a signal ended training (after saving a checkpoint)."""
     checkpoint = None
     if resume:
         checkpoints = run_dir / "checkpoints"
@@ -228,6 +241,7 @@ def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
         log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
+    stop_if_interrupted(trainer.state.global_step)
 
 
 def drop_checkpoints(run_dir: Path) -> None:
@@ -293,3 +307,18 @@ def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, floa
             rows.append(row)
             pending = []
     return rows
+
+
+def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """The mean training loss per optimizer step up to the last logged step; None when no loss was logged.
+
+    Each logged loss is the mean since the one before, so it weighs that many steps. The Trainer's own
+    `train_loss` covers only the steps of its last `train()` call (0.0 after a resume from the final
+    checkpoint), where the logged losses come back with the checkpoint's trainer state.
+    """
+    total, previous = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous = entry["step"]
+    return total / previous if previous else None

@@ -419,5 +419,5 @@ def test_a_local_model_is_judged_by_the_runs_own_rule(tmp_path: Path):
         "or *.bin model file); point at the directory save_pretrained wrote, not at a copy of its config"
     ) in lines
     assert (
-        "  ✗ data reviews.csv (data.dataset): 'reviews.csv' does not exist; give a dataset folder or a Hub id"
+        "  ✗ data reviews.csv (data.dataset): 'reviews.csv' is a file; give the folder that holds train/test files"
     ) in lines

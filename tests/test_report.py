@@ -61,7 +61,7 @@ def test_summary_merges_runs_of_one_homework_and_labels_tiny(tmp_path: Path) -> 
     reports = tmp_path / "reports"
     report.write_fragment(_fake_run(tmp_path, "full-run", "yelp-full", False, 0.69), reports)
     report.write_fragment(_fake_run(tmp_path, "tiny-run", "yelp", True, 0.88), reports)
-    summary = report.assemble(reports).read_text()
+    summary = report.assemble(reports).path.read_text()
     table = summary[summary.index("| Source |") :].split("\n\n")[0].splitlines()
     assert table[2:] == [
         "| course | 1 | — | — | 0.5260 |",
@@ -124,3 +124,72 @@ def test_assembly_imports_no_torch(tmp_path: Path) -> None:
     report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), reports)
     code = f"import sys; from hw import report; from pathlib import Path; report.assemble(Path({str(reports)!r})); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_fragment_ends_with_its_end_line(tmp_path: Path) -> None:
+    fragment = report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), tmp_path / "reports")
+    assert fragment.read_text().endswith("\n\n<!-- /hw-fragment -->\n")
+    summary = report.assemble(tmp_path / "reports")
+    assert summary.skipped == []
+    assert "hw-fragment" not in summary.path.read_text()
+
+
+FOREIGN = {
+    "notes.md": (b"# my notes\n", "not an hw report fragment: no hw-fragment header"),
+    "gbk.md": ("<!-- hw-fragment {} -->\n## 唐詩\n".encode("gbk"), "not UTF-8 text"),
+    "junk.md": (bytes(range(256)) * 4, "not UTF-8 text"),
+    "header.md": (b'<!-- hw-fragment {"homework": "x"} -->\n', "damaged hw-fragment header: no variant, run"),
+    "broken.md": (b"<!-- hw-fragment {oops} -->\n## yelp\n", "damaged hw-fragment header: Expecting"),
+}
+
+
+def test_summary_skips_every_foreign_or_cut_fragment_with_one_line_naming_it(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    whole = report.write_fragment(_fake_run(tmp_path, "whole", "yelp", False, 0.6), reports)
+    text = report.write_fragment(_fake_run(tmp_path, "cut", "yelp", False, 0.7, "qa"), reports).read_text()
+    (reports / "fragments" / "qa-yelp.md").write_text(text[: text.index("Sample predictions")])  # cut short
+    (reports / "fragments" / "bom.md").write_bytes(
+        b"\xef\xbb\xbf" + whole.read_bytes().replace(b"\n", b"\r\n")
+    )
+    whole.unlink()  # read once, from the copy an editor re-saved with a BOM and CRLF line ends
+    for name, (content, _) in FOREIGN.items():
+        (reports / "fragments" / name).write_bytes(content)
+    summary = report.assemble(reports)
+    reasons = {name: reason for name, (_, reason) in FOREIGN.items()}
+    reasons["qa-yelp.md"] = "incomplete: its last line is not <!-- /hw-fragment --> (cut short"
+    assert len(summary.skipped) == len(reasons)
+    for line in summary.skipped:
+        name = next(name for name in reasons if f"/fragments/{name}' (" in line)
+        assert reasons.pop(name) in line, line
+        assert line.endswith("; re-run its homework, or move the file out of fragments/)")
+    text = summary.path.read_text()
+    assert "| **yelp** run `whole` | 1 | 1.5000 | 1.2500 | 0.6000 |" in text
+    assert "## qa" not in text and "\r" not in text
+
+
+def test_hw_report_warns_once_per_skipped_file_and_exits_0(tmp_path: Path) -> None:
+    from hw.cli import app
+    from tests.invoking import runner
+
+    reports = tmp_path / "reports"
+    report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), reports)
+    (reports / "fragments" / "notes.md").write_text("# my notes\n")
+    (reports / "fragments" / "latin1.md").write_bytes("<!-- hw-fragment {} -->\ncafé\n".encode("latin-1"))
+    result = runner.invoke(app, ["report", "--reports-dir", str(reports)])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"hw: warning: skipped '{reports}/fragments/latin1.md' (not UTF-8 text: binary, or saved in another "
+        "encoding; re-run its homework, or move the file out of fragments/)",
+        f"hw: warning: skipped '{reports}/fragments/notes.md' (not an hw report fragment: no hw-fragment "
+        "header; re-run its homework, or move the file out of fragments/)",
+    ]
+    assert result.stdout == f"summary: {reports}/summary.md (2 files of fragments/ skipped, see above)\n"
+
+
+def test_a_summary_of_only_foreign_files_is_a_user_error_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "notes.md").write_text("# my notes\n")
+    with pytest.raises(
+        HwError, match=r"no report fragments in '.*/fragments' \(skipped: '.*/notes\.md' \(not an hw report"
+    ):
+        report.assemble(tmp_path)

@@ -1,17 +1,21 @@
-"""Resume after a crash: a run killed (SIGKILL) after its first checkpoint ends, with --resume, as if never killed."""
+"""Resume after a crash: a run killed (SIGKILL) after its first checkpoint, or stopped by SIGTERM in the middle of
+an epoch, ends, with --resume, as if never killed."""
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
-from hw.training import last_complete_checkpoint, train
+from hw.training import last_complete_checkpoint, mean_logged_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,23 +35,49 @@ def _run(arguments: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-def _kill_after_first_checkpoint(arguments: list[str], cwd: Path, checkpoints: Path) -> str:
-    """Start a run, SIGKILL it as soon as a checkpoint is complete; return that checkpoint's name."""
+def _signal_after_checkpoint(
+    arguments: list[str], cwd: Path, checkpoints: Path, signum: int, name: str | None = None
+) -> tuple[str, subprocess.CompletedProcess]:
+    """Start a run, send it `signum` as soon as a checkpoint (the one called `name`, or any) is complete;
+    return that checkpoint's name and the ended process (its stderr captured)."""
     process = subprocess.Popen(
-        _command(arguments), cwd=cwd, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _command(arguments),
+        cwd=cwd,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 240
-        while (complete := last_complete_checkpoint(checkpoints)) is None:
-            assert process.poll() is None, "the run ended before its first checkpoint"
+        while True:
+            complete = last_complete_checkpoint(checkpoints)
+            if complete is not None and name in (None, Path(complete).name):
+                break
+            assert process.poll() is None, f"the run ended before checkpoint {name or 'one'} was complete"
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    return Path(complete).name
+    return Path(complete).name, subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
+    """The run directory of `hw ARGUMENTS` run to its end, run once per module for each ARGUMENTS."""
+    done: dict[tuple[str, ...], Path] = {}
+
+    def run(arguments: list[str]) -> Path:
+        if tuple(arguments) not in done:
+            root = tmp_path_factory.mktemp("uninterrupted")
+            _run([*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"], root)
+            done[tuple(arguments)] = root / "whole"
+        return done[tuple(arguments)]
+
+    return run
 
 
 def _results(run_dir: Path) -> dict:
@@ -82,12 +112,12 @@ def _results(run_dir: Path) -> dict:
     ids=["full-fine-tuning", "lora-adapter"],
 )
 def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
-    arguments: list[str], tmp_path: Path
+    arguments: list[str], tmp_path: Path, uninterrupted
 ) -> None:
-    _run([*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"], tmp_path)
     crashed = tmp_path / "crashed"
     run = [*arguments, "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
-    first = _kill_after_first_checkpoint(run, tmp_path, crashed / "checkpoints")
+    first, killed = _signal_after_checkpoint(run, tmp_path, crashed / "checkpoints", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
     # Nothing of the killed run passes for a result: no metrics, no report, no state file outside checkpoints.
     assert not (crashed / "metrics.json").exists() and not (crashed / "trainer_state.json").exists()
@@ -103,8 +133,70 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
     assert f"resuming from {Path('crashed', 'checkpoints', first)}\n" in (crashed / "run.log").read_text()
     assert not half_written.exists()
     assert not list(crashed.rglob("*.partial"))
-    assert _results(crashed) == _results(tmp_path / "whole")
+    assert _results(crashed) == _results(uninterrupted(arguments))
     assert (tmp_path / "reports-crashed" / "fragments").is_dir()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_the_command_it_prints_continues_to_the_uninterrupted_results(
+    tmp_path: Path, uninterrupted
+) -> None:
+    """What a preempted cloud GPU sends: sent just after the first epoch's checkpoint (step 63 of 189), it stops
+    training a step or a few later, in the middle of the second epoch, and saves that step."""
+    arguments = ["yelp", "--tiny"]
+    stopped = tmp_path / "stopped"
+    run = [*arguments, "--output-dir", "stopped", "--reports-dir", "reports-stopped"]
+    first, ended = _signal_after_checkpoint(run, tmp_path, stopped / "checkpoints", signal.SIGTERM)
+
+    assert ended.returncode == 143, ended.stderr[-4000:]
+    assert "Traceback" not in ended.stderr
+    last = ended.stderr.rstrip().splitlines()[-1]
+    step = int(re.fullmatch(r"hw: interrupted after step (\d+); continue with: .*", last)[1])
+    assert last.endswith(
+        "continue with: hw yelp --tiny --output-dir stopped --reports-dir reports-stopped --resume"
+    )
+    assert [line for line in ended.stderr.splitlines() if line.startswith("hw: interrupted")] == [last]
+    assert step > int(first.removeprefix("checkpoint-"))
+    assert last_complete_checkpoint(stopped / "checkpoints") == str(
+        stopped / "checkpoints" / f"checkpoint-{step}"
+    )
+    assert not (stopped / "metrics.json").exists()
+
+    _run(shlex.split(last.partition("continue with: hw ")[2]), tmp_path)
+    assert (
+        f"resuming from {Path('stopped', 'checkpoints', f'checkpoint-{step}')}\n"
+        in (stopped / "run.log").read_text()
+    )
+    assert _results(stopped) == _results(uninterrupted(arguments))
+
+
+@pytest.mark.slow
+def test_a_run_resumed_from_its_last_checkpoint_reports_the_training_loss_of_every_step(
+    tmp_path: Path, uninterrupted
+) -> None:
+    # Killed once its last checkpoint is complete, the run resumes with no step left to train: the Trainer's
+    # own `train_loss` then averages none (0.0). The logged losses come back with the checkpoint's state.
+    whole = uninterrupted(["tang", "--tiny"])
+    steps = json.loads((whole / "trainer_state.json").read_text())["global_step"]
+    run = ["tang", "--tiny", "--output-dir", "crashed", "--reports-dir", "reports-crashed"]
+    last = f"checkpoint-{steps}"
+    _, killed = _signal_after_checkpoint(
+        run, tmp_path, tmp_path / "crashed" / "checkpoints", signal.SIGKILL, last
+    )
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    _run([*run, "--resume"], tmp_path)
+    log = (tmp_path / "crashed" / "run.log").read_text()
+    assert f"resuming from {Path('crashed', 'checkpoints', last)}\n" in log
+    resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())["final"]
+    assert resumed["training_loss"] > 0
+    assert resumed == pytest.approx(json.loads((whole / "metrics.json").read_text())["final"], rel=1e-6)
+
+
+def test_the_mean_logged_loss_weighs_each_logged_loss_by_its_steps() -> None:
+    history = [{"loss": 4.0, "step": 10}, {"eval_loss": 9.0, "step": 10}, {"loss": 1.0, "step": 15},
+               {"train_loss": 0.0, "step": 15}]  # fmt: skip
+    assert mean_logged_loss(history) == pytest.approx((4 * 10 + 1 * 5) / 15)
+    assert mean_logged_loss([{"train_loss": 0.5, "step": 3}]) is None  # fewer steps than logging_steps
 
 
 def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
@@ -119,6 +211,8 @@ def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
 
 
 class _RecordingTrainer:
+    state = types.SimpleNamespace(global_step=0)
+
     def train(self, resume_from_checkpoint: str | None) -> None:
         self.resumed_from = resume_from_checkpoint
 

@@ -2,16 +2,20 @@
 
 import dataclasses
 import json
+import os
+import signal
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from hw import runs
+from hw import interrupts, runs
 from hw.config import RunOptions, TrainConfig
-from hw.errors import HwError
+from hw.errors import HwError, Interrupted
+from hw.interrupts import continue_command
 from hw.record import RunRecord
 from hw.runner import run_homework
 from tests.invoking import one_line_error
@@ -269,3 +273,68 @@ def test_eval_only_with_resume_is_refused_by_the_config_so_doctor_refuses_it_too
     assert options.problems() == [
         "resume: --eval-only scores weights in a new run; drop --resume, pass --checkpoint RUN"
     ]
+
+
+def test_an_unexpected_error_leaves_its_traceback_in_run_log(
+    fake_task: FakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(cfg, run_dir):
+        raise RuntimeError("a bug in hw")
+
+    monkeypatch.setattr(sys.modules["hw.tasks.tang"], "run", crash)
+    with pytest.raises(RuntimeError):
+        run_homework(fake_task, output_dir=tmp_path / "run", reports_dir=tmp_path / "reports")
+    log = (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
+    assert "unexpected error:\nTraceback (most recent call last):\n" in log
+    assert log.endswith('raise RuntimeError("a bug in hw")\nRuntimeError: a bug in hw\n')
+
+
+@pytest.mark.parametrize(
+    ("signum", "eval_only", "continue_with"),
+    [
+        (signal.SIGTERM, False, "hw tang --tiny --resume --output-dir {run}"),
+        (signal.SIGINT, True, "hw tang --tiny"),  # an evaluation is not resumed: it starts again
+    ],
+)
+def test_a_signal_outside_training_stops_at_once_and_keeps_the_run_to_continue(
+    signum: int, eval_only: bool, continue_with: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preprocessing, say: no checkpoint yet, and still the run directory stays for the command that continues."""
+    task = types.ModuleType("hw.tasks.tang")
+    task.run = lambda cfg, run_dir: os.kill(os.getpid(), signum) or time.sleep(30)
+    monkeypatch.setitem(sys.modules, "hw.tasks.tang", task)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/hw", "tang", "--tiny"])
+    cfg = FakeConfig(run=RunOptions(homework="tang", variant="tang", eval_only=eval_only, checkpoint="x"))
+    run = tmp_path / "runs" / "run"
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as raised:
+        run_homework(cfg, output_dir=run, reports_dir=tmp_path / "reports")
+    assert time.monotonic() - started < 20
+    assert raised.value.exit_code == 128 + signum
+    assert str(raised.value) == "interrupted; continue with: " + continue_with.format(run=run)
+    assert (run / "config.yaml").is_file() and (run / "run.log").is_file()
+    assert signal.getsignal(signum) is not interrupts._on_signal
+
+
+def test_the_command_that_continues_adds_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["hw", "qa", "--set", "train.learning_rate=3e-5", "--resume"])
+    assert continue_command(Path("runs/qa/my run")) == (
+        "hw qa --set train.learning_rate=3e-5 --resume --output-dir 'runs/qa/my run'"
+    )
+    monkeypatch.setattr(sys, "argv", ["hw", "qa", "--output-dir=runs/x"])
+    assert continue_command(Path("runs/x")) == "hw qa --output-dir=runs/x --resume"
+
+
+def test_a_second_signal_exits_at_once(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    monkeypatch.setattr(interrupts._state, "training", True)
+    monkeypatch.setattr(interrupts._state, "signum", None)
+    interrupts._on_signal(signal.SIGINT, None)
+    assert interrupts._state.signum == signal.SIGINT  # training goes on to the step's end
+    with pytest.raises(SystemExit) as exited:
+        interrupts._on_signal(signal.SIGINT, None)
+    assert exited.value.code == 130
+    assert capfd.readouterr().err.endswith("\nhw: interrupted again: exiting now, without saving\n")

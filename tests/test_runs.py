@@ -2,11 +2,13 @@
 and which process writes (`hw.runs` outside a real distributed launch).
 """
 
+import contextlib
 import errno
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,20 @@ class FullDisk:
     def fdopen(descriptor: int, *args, **kwargs):
         os.close(descriptor)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """The process umask set to `mask` for the block."""
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def test_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
@@ -193,3 +209,35 @@ def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path: Path
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(start))
     assert names == [f"yelp-tiny-{stamp}", f"yelp-tiny-{stamp}-2", f"yelp-tiny-{stamp}-3"]
     assert sorted(path.name for path in (tmp_path / "runs" / "yelp").iterdir()) == names
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_honour_the_umask(tmp_path: Path, mask: int, expected: int) -> None:
+    """A TA or a teammate in the group reads the run (issue 13: mkstemp made every file 0600)."""
+    with umask(mask):
+        runs.write_text(tmp_path / "results.txt", "text")
+        runs.write_json(tmp_path / "metrics.json", {"accuracy": 0.5})
+        runs.write_json(tmp_path / "metrics.json", {"accuracy": 0.6})  # a replaced file too
+    assert {path.name: mode(path) for path in tmp_path.iterdir()} == {
+        "results.txt": expected,
+        "metrics.json": expected,
+    }
+
+
+@pytest.mark.parametrize(("mask", "folder", "file"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_weights_safetensors_wrote_0600_are_opened_to_the_umask(
+    tmp_path: Path, mask: int, folder: int, file: int
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    weights, private = tmp_path / "model" / "model.safetensors", tmp_path / "model" / "private"
+    with umask(mask):
+        weights.parent.mkdir()
+        save_file({"weight": torch.zeros(2)}, str(weights))
+        private.mkdir(mode=0o700)
+        runs.open_to_umask(tmp_path / "model")
+    assert (mode(weights.parent), mode(weights), mode(private)) == (folder, file, folder)
+    weights.chmod(0o664)
+    runs.open_to_umask(tmp_path / "model")
+    assert mode(weights) == 0o664 | file  # widened, never narrowed

@@ -95,7 +95,7 @@ def test_the_report_says_when_remote_code_was_allowed(tmp_path: Path) -> None:
         "- **trust_remote_code was ON**: Python code shipped with the model's repository was allowed to run."
         in fragment
     )
-    assert "trust_remote_code was ON" in report.assemble(tmp_path / "reports").read_text()
+    assert "trust_remote_code was ON" in report.assemble(tmp_path / "reports").path.read_text()
 
 
 def test_whisper_refuses_remote_code_it_would_never_run() -> None:

@@ -183,3 +183,33 @@ def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None
     )
     assert together == one_by_one
     assert not model.training
+
+
+def test_features_wait_for_another_process_computing_the_same_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers of one `datasets` cache file could interleave: the second waits for the first's lock."""
+    import threading
+
+    import datasets
+    import filelock
+
+    from hw.tiny import whisper
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    soundfile.write(tmp_path / "ok.wav", _tone(1.0, 16000), 16000)
+    split = datasets.Dataset.from_dict({"audio": [str(tmp_path / "ok.wav")] * 2, "sentence": ["le chat"] * 2})
+    processor = whisper.build_processor()
+    speech.cached_features(split, processor, max_label_tokens=64)
+    (computed,) = (tmp_path / "cache" / "hw-speech").glob("features-*.arrow")
+    computed.unlink()  # computed again below, while "another process" holds its lock
+    results: list[int] = []
+    with filelock.FileLock(computed.with_suffix(".lock")):
+        waiting = threading.Thread(
+            target=lambda: results.append(len(speech.cached_features(split, processor, max_label_tokens=64)))
+        )
+        waiting.start()
+        waiting.join(timeout=2)
+        assert results == [] and not computed.exists()
+    waiting.join(timeout=60)
+    assert results == [2] and computed.exists()

@@ -89,3 +89,32 @@ def test_a_stage_written_in_the_old_format_is_recomputed_not_read(tmp_path):
     result = stages.run_stage(tmp_path, "pairs", Inputs(1), _build([], "new"))
     assert result.computed and (old / "out.txt").read_text() == "new"
     assert json.loads((old / stages.MARKER).read_text())["format"] == stages.FORMAT
+
+
+@dataclasses.dataclass(frozen=True)
+class Seeded:
+    seed: int
+
+
+def test_a_stage_draws_from_its_own_seed_whatever_ran_before_it(tmp_path):
+    import torch
+
+    drawn: dict[str, list[float]] = {}
+
+    def draw(name):
+        def build(folder):
+            drawn[name] = torch.rand(3).tolist()  # what a LoRA init or a dropout mask draws
+
+        return build
+
+    torch.manual_seed(123)
+    stages.run_stage(tmp_path, "a", Seeded(7), draw("a"))
+    torch.rand(100)  # an earlier stage of this process drew from the global generator
+    stages.run_stage(tmp_path, "b", Seeded(7), draw("b"))
+    stages.run_stage(tmp_path, "c", Seeded(8), draw("c"))
+    stages.run_stage(tmp_path, "d", Inputs(1), draw("d"))
+    torch.rand(5)
+    stages.run_stage(tmp_path, "e", Inputs(2), draw("e"))
+    assert drawn["a"] == drawn["b"] != drawn["c"]
+    assert drawn["d"] == drawn["e"]  # an input without a seed starts from 0
+    assert stages.stage_seed(Seeded(7)) == 7 and stages.stage_seed(Inputs(1)) == 0

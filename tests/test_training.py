@@ -2,7 +2,12 @@
 through the Trainer subclasses' sampler hooks, and transformers 5's loss scaling (only losses that count tokens
 get the token count)."""
 
+import importlib
+import json
+import os
 import random
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +19,13 @@ from transformers import (
     LlamaForCausalLM,
     Seq2SeqTrainer,
     Trainer,
+    TrainerCallback,
 )
 
+from hw import interrupts
 from hw.config import LoraConfig, TrainConfig
+from hw.errors import Interrupted
+from hw.interrupts import interruptible
 from hw.models import add_lora
 from hw.training import (
     HwSeq2SeqTrainer,
@@ -24,7 +33,9 @@ from hw.training import (
     LengthGroupedBatches,
     build_trainer,
     drop_checkpoints,
+    last_complete_checkpoint,
     parameter_counts,
+    train,
     training_arguments,
 )
 
@@ -105,6 +116,21 @@ def test_a_classifier_averages_its_own_loss_so_accumulation_divides_it(tmp_path:
 
 
 @pytest.mark.parametrize("adapted", [False, True], ids=["full", "lora"])
+def test_saved_weights_are_readable_as_the_umask_allows(adapted: bool, tmp_path: Path) -> None:
+    """safetensors writes 0600 whatever the umask; a teammate in the group must read the model (issue 13)."""
+    from tests.test_runs import mode, umask
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, num_key_value_heads=2, **SIZES))
+    if adapted:
+        model = add_lora(model, LoraConfig(r=2, alpha=4, target_modules=["q_proj"]), task_type="CAUSAL_LM")
+    with umask(0o022):
+        _trainer(model, tmp_path).save_model(str(tmp_path / "model"))
+    assert {path.name: mode(path) for path in (tmp_path / "model").glob("*.safetensors")} == {
+        ("adapter_model" if adapted else "model") + ".safetensors": 0o644
+    }
+
+
+@pytest.mark.parametrize("adapted", [False, True], ids=["full", "lora"])
 def test_a_causal_lm_divides_by_the_token_count(adapted: bool, tmp_path: Path) -> None:
     model = LlamaForCausalLM(LlamaConfig(vocab_size=50, num_key_value_heads=2, **SIZES))
     if adapted:
@@ -177,3 +203,70 @@ def test_an_extra_argument_overrides_the_configs(tmp_path: Path) -> None:
     )
     assert (arguments.save_strategy, arguments.use_cpu) == ("no", True)
     assert training_arguments(TrainConfig(eval_strategy="no"), tmp_path).save_strategy == "epoch"
+
+
+def test_without_evaluation_checkpoints_come_every_save_steps_or_else_every_epoch(tmp_path: Path) -> None:
+    every_40 = training_arguments(TrainConfig(eval_strategy="no", save_steps=40), tmp_path)
+    assert (every_40.save_strategy, every_40.save_steps) == ("steps", 40)
+    per_epoch = training_arguments(TrainConfig(eval_strategy="no"), tmp_path)
+    assert per_epoch.save_strategy == "epoch"
+    # With evaluation, checkpoints follow it (the best one can be kept): save_steps is not read.
+    evaluated = training_arguments(TrainConfig(eval_strategy="steps", eval_steps=25, save_steps=40), tmp_path)
+    assert (evaluated.save_strategy, evaluated.save_steps) == ("steps", 25)
+    assert TrainConfig(save_steps=0).problems() == ["save_steps: 0 must be null or at least 1"]
+
+
+@pytest.mark.parametrize(("homework", "variant"), [("tang", "tang"), ("tang", "tang-breeze"), ("atc", "atc")])
+def test_long_runs_without_evaluation_checkpoint_every_few_dozen_steps(homework: str, variant: str) -> None:
+    from hw import config
+    from hw.cli import HOMEWORKS
+
+    def recipe(tiny: bool) -> TrainConfig:
+        schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
+        cfg = config.load(schema, homework, variant, run={"tiny": tiny})
+        return cfg.corrector.train if homework == "atc" else cfg.train
+
+    assert recipe(tiny=False).eval_strategy == "no" and 0 < recipe(tiny=False).save_steps <= 60
+    assert recipe(tiny=True).save_steps is None  # tiny runs keep one checkpoint per epoch
+
+
+def test_a_signal_stops_training_after_that_step_with_a_checkpoint_and_no_extra_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT sent while step 3 of 5 in the first epoch runs: checkpoint-3, and none of the epoch's evaluation."""
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/hw", "yelp", "--tiny"])
+    rows = [{"input_ids": [1] * length, "labels": length % 2} for length in range(1, 11)]
+    trainer = build_trainer(
+        BertForSequenceClassification(BertConfig(vocab_size=50, num_labels=2, **SIZES)),
+        TrainConfig(
+            per_device_train_batch_size=2, num_train_epochs=2, eval_strategy="epoch", logging_steps=1
+        ),
+        tmp_path,
+        train_dataset=rows,
+        eval_dataset=rows,
+        data_collator=lambda batch: {
+            "input_ids": torch.ones(len(batch), 4, dtype=torch.long),
+            "labels": torch.tensor([row["labels"] for row in batch]),
+        },
+        processing_class=None,
+    )
+
+    class SignalAtStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs) -> None:
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.add_callback(SignalAtStep3())
+    with pytest.raises(Interrupted) as raised, interruptible(tmp_path):
+        train(trainer, tmp_path, resume=False)
+    assert raised.value.exit_code == 130
+    assert (
+        str(raised.value)
+        == f"interrupted after step 3; continue with: hw yelp --tiny --resume --output-dir {tmp_path}"
+    )
+    assert last_complete_checkpoint(tmp_path / "checkpoints") == str(
+        tmp_path / "checkpoints" / "checkpoint-3"
+    )
+    saved = json.loads((tmp_path / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in saved["log_history"]] == [1, 2, 3]  # losses only, no evaluation
+    assert signal.getsignal(signal.SIGINT) is not interrupts._on_signal  # the handler is put back

@@ -2,36 +2,58 @@
 
 import contextlib
 import io
+import logging
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-from hw import tiny
+import filelock
+
+from hw import runs, tiny
 from hw.errors import HwError
+
+log = logging.getLogger(__name__)
 
 
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Return `target`, building it with `build(directory)` first if it is not there yet.
 
-    The builder writes into a temporary sibling that is renamed into place only when complete, so an
-    interrupted build never leaves a half-written asset behind.
+    The builder writes into a hidden sibling that is renamed into place only when complete, so an interrupted
+    build never leaves a half-written asset behind. A file lock beside it makes another process that needs the
+    same asset wait and then use this build; holding it, the staging folders left by killed builds are removed.
     """
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    lock = filelock.FileLock(target.with_name(f".{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("waiting for another process to finish building %s", target)
+        lock.acquire()
+    try:
+        if not target.is_dir():
+            _build(target, build)
+    finally:
+        lock.release()
+    return target
+
+
+def _build(target: Path, build: Callable[[Path], None]) -> None:
+    """Build `target` through a staging sibling, with the lock held: any other staging folder is a killed build's."""
+    for stale in target.parent.glob(f".{target.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = target.with_name(f".{target.name}-{secrets.token_hex(4)}")
+    staging.mkdir()  # the umask's mode: mkdtemp's 0700 would hide the asset from the rest of the group
     try:
         with _quietly():
             build(staging)
+        runs.open_to_umask(staging)  # weights saved by safetensors are 0600
         staging.rename(target)
-    except OSError:
-        if not target.is_dir():  # another process may have finished the same build first
-            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 @contextlib.contextmanager

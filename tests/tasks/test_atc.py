@@ -2,6 +2,7 @@
 and the homework's real transcript files re-scored through `hw score asr`."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,18 @@ def test_stage_flags_recompute_that_stage_or_it_and_the_later_ones(tiny_run, tmp
     invoke([*common, "--from-stage", "correct"])
     latest = _stage_marks(run_dir)
     assert [name for name in atc.STAGES if latest[name] != marks[name]] == ["correct", "score"]
+
+
+@pytest.mark.slow
+def test_recomputing_from_the_corrector_reproduces_every_cell(tiny_run, tmp_path) -> None:
+    # A copy: the other tests expect the fixture's stages as they are. The first run computed the corrector
+    # after four stages had drawn from the process's generator; this one computes it first.
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    invoke(["atc", "--tiny", "--resume", "--output-dir", str(run_dir), "--reports-dir", str(tmp_path / "reports"),
+            "--from-stage", "corrector_train"])  # fmt: skip
+    assert _stage_marks(run_dir)["corrector_train"] != _stage_marks(tiny_run[0])["corrector_train"]
+    assert _metrics(run_dir)["final"] == _metrics(tiny_run[0])["final"]
 
 
 @pytest.mark.slow

@@ -127,3 +127,22 @@ def test_a_setting_recomputes_the_stages_that_read_it_and_every_later_one(cfg) -
 )
 def test_hand_worked_settings_on_the_tiny_run(setting, recomputed) -> None:
     assert _recomputed(CONFIGS["full run"], setting) == recomputed
+
+
+def test_the_training_stages_start_from_their_own_seed_and_the_others_from_zero() -> None:
+    cfg = config.load(
+        atc.AtcConfig, "atc", overrides=["train.seed=5", "corrector.train.seed=6"], run={"tiny": True}
+    )
+    seeds = {
+        name: stages.stage_seed(stage_input)
+        for name, stage_input in atc.stage_inputs(cfg, None, None).items()
+    }
+    assert seeds == {
+        "asr_train": 5,
+        "transcribe": 0,
+        "pairs": 0,
+        "corrector_train": 6,
+        "correct": 0,
+        "score": 0,
+    }
+    assert _recomputed(cfg, ("corrector", "train", "seed")) == ["corrector_train", "correct", "score"]

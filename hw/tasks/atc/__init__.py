@@ -18,6 +18,7 @@ from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks.atc import asr, correct, score
 from hw.tasks.atc.asr import Clips
 from hw.tasks.atc.config import STAGES, AtcConfig, AtcData
+from hw.training import mean_logged_loss
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +223,14 @@ def _corrector_training(folder: Path) -> dict[str, Any]:
     """The corrector's fine-tuning as a one-row table: its pairs, parameters, steps and training loss."""
     history, state = runs.read_json(folder / "history.json"), runs.read_json(folder / "trainer_state.json")
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry] or ["—"]
-    mean = next(entry["train_loss"] for entry in state["log_history"] if "train_loss" in entry)
+    mean = mean_logged_loss(state["log_history"])
     model = history["model"]
     return {
         "title": "Corrector fine-tuning (loss on the answer tokens; the corrector has no validation split)",
         "columns": ["Pairs trained on", "Trainable parameters", "Total parameters", "Steps",
                     "Loss at the first logging step", "Loss at the last logging step", "Mean loss"],
         "rows": [[history["pairs"], model["trainable_parameters"], model["total_parameters"],
-                  state["global_step"], losses[0], losses[-1], mean]],
+                  state["global_step"], losses[0], losses[-1], "—" if mean is None else mean]],
     }  # fmt: skip
 
 

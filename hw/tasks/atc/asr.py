@@ -54,6 +54,11 @@ class AsrTrainInput:
     train_clips: Clips
     validation_clips: Clips
 
+    @property
+    def seed(self) -> int:
+        """The seed the stage starts from (`stages.stage_seed`): `train.seed`, in the key through `train`."""
+        return self.train.seed
+
 
 @dataclass(frozen=True)
 class TranscribeInput:

@@ -56,6 +56,11 @@ class CorrectorTrainInput:
     pairs: str
     """The `pairs` stage's key."""
 
+    @property
+    def seed(self) -> int:
+        """The seed the stage starts from (`stages.stage_seed`): `train.seed`, in the key through `train`."""
+        return self.train.seed
+
 
 @dataclass(frozen=True)
 class CorrectInput:

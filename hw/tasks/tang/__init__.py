@@ -26,7 +26,14 @@ from hw.generation import (
 from hw.metrics.poem import score_poems, split_clauses, strip_echo
 from hw.record import RunRecord
 from hw.tasks.tang.poems import Poems, TangData, load_poems
-from hw.training import build_trainer, evaluation_history, parameter_counts, train, trainer_state
+from hw.training import (
+    build_trainer,
+    evaluation_history,
+    mean_logged_loss,
+    parameter_counts,
+    train,
+    trainer_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +231,8 @@ def _fine_tune(
     train(trainer, run_dir, cfg.run.resume)
     trainer.save_model(str(run_dir / "model"))
     history = evaluation_history(trainer.state.log_history)
-    losses = {"training_loss": next(e["train_loss"] for e in trainer.state.log_history if "train_loss" in e)}
+    training_loss = mean_logged_loss(trainer.state.log_history)
+    losses = {} if training_loss is None else {"training_loss": training_loss}
     if validation_features:
         losses["validation_loss"] = trainer.evaluate()["eval_loss"]
     return history, losses, trainer_state(trainer)

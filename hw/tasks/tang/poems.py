@@ -111,6 +111,12 @@ def _read_records(path: Path, keys: tuple[str, ...]) -> list[dict[str, str]]:
                 f"{str(path)!r} item {index} lacks {', '.join(map(repr, missing))} (it has: {found}); "
                 f"every item needs {', '.join(keys)}"
             )
+        for key in keys:
+            if not isinstance(record[key], str):
+                raise HwError(
+                    f"{str(path)!r} item {index} field {key!r} is {type(record[key]).__name__} "
+                    f"{json.dumps(record[key], ensure_ascii=False)[:40]}, not a string; write it as text"
+                )
     return records
 
 

@@ -16,6 +16,7 @@ from hw import audio, models, runs, speech
 from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.metrics import asr
+from hw.tiny import assets
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
             log.info("already processed, skipped: %s", path)
     if not pending:
         return counts
+    assets.materialize(options.model)  # a `tiny:` model is built once, after every check of the input
     weights = models.resolve(ModelConfig(options.model, options.revision), key="--model")
     processor = models.whisper_processor(weights, options.language)
     window = processor.feature_extractor.chunk_length
