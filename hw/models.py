@@ -71,9 +71,12 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
     """Check the base and the checkpoint (a model, adapter or run directory) resolve; no weights load here.
 
     Raises:
-        HwError: a missing directory, something that is no saved model, or a Hub id that cannot be reached.
+        HwError: a missing directory, something that is no saved model, a damaged weight file, or a Hub id that
+            cannot be reached.
     """
     resolved = sources.resolve_checkpoint(checkpoint) if checkpoint else None
+    if resolved:
+        weight_checks.require_whole(Path(resolved), f"--checkpoint {checkpoint!r}")
     if resolved and not is_adapter(resolved) and (Path(resolved) / "tokenizer_config.json").is_file():
         return Weights(
             model, None, resolved, checkpoint, key

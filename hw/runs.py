@@ -231,7 +231,17 @@ def write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
+        # The data, then the rename, on disk before this returns: after a power loss the name holds the old
+        # content or the new, never an empty file. Windows cannot open a folder (nor needs to).
+        if hasattr(os, "O_DIRECTORY"):
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
         if isinstance(error, OSError):

@@ -2,10 +2,11 @@
 
 A stage is a function of one frozen dataclass holding exactly what it reads (upstream stages enter as their
 keys), so its key is the hash of that object and nothing can change its outputs without changing the key. Its
-outputs live in `run_dir/stages/<name>/` with a `stage.json` naming the key they were computed from. They are
-built in a sibling `.<name>-<key>.partial/` folder (kept across a killed run, so a Trainer can resume from its
-checkpoints there) and renamed into place only once complete: a stage that looks finished is finished. Every
-build starts from its input's seed, so its outputs never depend on which stages ran before it in the process.
+outputs live in `run_dir/stages/<name>/` with a `stage.json` naming the key they were computed from and the size
+(and hash) of every file, checked when read. They are built in a sibling `.<name>-<key>.partial/` folder (kept
+across a killed run, so a Trainer can resume from its checkpoints there) and renamed into place only once
+complete: a stage that looks finished is finished. Every build starts from its input's seed, so its outputs
+never depend on which stages ran before it in the process.
 """
 
 import dataclasses
@@ -27,6 +28,9 @@ MARKER = "stage.json"
 # Version of stage.json and of the keys it holds: 1 hashed hand-kept dicts of config sections; 2 hashes the
 # stage's frozen input. A marker of another version is never read as a match: its stage is recomputed.
 FORMAT = 2
+# Output files up to this size are hashed when written and when read (transcripts, pairs, metrics: a few ms);
+# larger ones (weights) only have their size checked, which catches truncation without reading gigabytes.
+_HASHED_BELOW = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,52 @@ def stage_key(inputs: Any) -> str:
 
 
 def cached(stages_dir: Path, name: str, key: str) -> bool:
-    """True when the stage's outputs exist and were computed, in this `FORMAT`, from inputs with this key."""
+    """True when the stage's outputs exist, were computed, in this `FORMAT`, from inputs with this key, and are
+    still the files `stage.json` lists; a damaged stage is recomputed with one warning naming it."""
     marker = stages_dir / name / MARKER
     if not marker.is_file():
         return False
-    written = runs.read_json(marker)
-    return written.get("format") == FORMAT and written.get("key") == key
+    try:
+        written = runs.read_json(marker)
+    except (OSError, ValueError):
+        log.warning("stage %s: %s is damaged; recomputing the stage", name, marker)
+        return False
+    if written.get("format") != FORMAT or written.get("key") != key:
+        return False
+    # Markers written before the file list existed have none: trusted, as they were then.
+    damage = _damage(stages_dir / name, written.get("files", {}))
+    if damage:
+        log.warning("stage %s: %s; recomputing the stage", name, damage)
+    return damage is None
+
+
+def _inventory(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every output file under `folder` by relative path: its size, and its sha256 when under `_HASHED_BELOW`."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path != folder / MARKER:
+            size = path.stat().st_size
+            digest = {"sha256": _sha256(path)} if size < _HASHED_BELOW else {}
+            found[path.relative_to(folder).as_posix()] = {"size": size, **digest}
+    return found
+
+
+def _damage(folder: Path, files: dict[str, dict[str, Any]]) -> str | None:
+    """What differs between `folder` and the `files` its stage wrote (`_inventory`); None when nothing does."""
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != expected["size"]:
+            return f"{path} has {size} bytes where it had {expected['size']}"
+        if "sha256" in expected and _sha256(path) != expected["sha256"]:
+            return f"{path} changed since the stage wrote it (another sha256)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_stage(
@@ -115,6 +159,7 @@ def run_stage(
             "inputs": describe(inputs),
             "seconds": seconds,
             "finished": time.time(),
+            "files": _inventory(partial),
         },
     )
     _replace(partial, target)

@@ -23,6 +23,7 @@ from hw import runs
 from hw.config import TrainConfig
 from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
+from hw.weight_checks import torn_file
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +235,9 @@ def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
         checkpoints = run_dir / "checkpoints"
         checkpoint = runs.agreed(last_complete_checkpoint(checkpoints))
         for directory in _checkpoints(checkpoints):
-            if not _complete(directory) and runs.is_main_process():
-                log.warning(
-                    "deleting %s: its save never finished (no complete trainer_state.json)", directory
-                )
+            why = _incomplete(directory)
+            if why and runs.is_main_process():
+                log.warning("deleting %s: %s", directory, why)
                 shutil.rmtree(directory, ignore_errors=True)
         log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -251,8 +251,11 @@ def drop_checkpoints(run_dir: Path) -> None:
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest `checkpoint-<step>` directory the Trainer finished saving; None when there is none."""
-    return next((str(directory) for directory in _checkpoints(checkpoints) if _complete(directory)), None)
+    """The newest `checkpoint-<step>` directory the Trainer finished saving, every weight file whole; None when
+    there is none."""
+    return next(
+        (str(directory) for directory in _checkpoints(checkpoints) if not _incomplete(directory)), None
+    )
 
 
 def _checkpoints(checkpoints: Path) -> list[Path]:
@@ -261,14 +264,22 @@ def _checkpoints(checkpoints: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name.removeprefix("checkpoint-")), reverse=True)
 
 
-def _complete(checkpoint: Path) -> bool:
-    """transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a
-    checkpoint is complete when that file parses. A save killed earlier leaves weights without it."""
+def _incomplete(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from; None when it can.
+
+    transformers 5 (`Trainer._save_checkpoint`) writes `trainer_state.json` last, and not atomically: a save
+    killed earlier leaves weights without it. A partial copy or a power loss (the Trainer fsyncs nothing) can
+    leave that file whole beside a truncated model or optimizer file, which `--resume` would crash on.
+    """
     try:
-        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads((checkpoint / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return True
+        return "its save never finished (no complete trainer_state.json)"
+    try:
+        torn = torn_file(checkpoint, (".safetensors", ".pt", ".pth", ".bin"))
+    except OSError as error:  # deleted while read: the Trainer rotating its checkpoints
+        return f"unreadable ({error.strerror})"
+    return f"{torn[0].name} is damaged ({torn[1]})" if torn else None
 
 
 def trainer_state(trainer: Trainer) -> dict[str, Any]:

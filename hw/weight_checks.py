@@ -1,11 +1,13 @@
-"""Refuse, before any weights load or train, weights that do not fit the homework: the wrong kind of model or
-adapter, an adapter trained on another base, too few positions for `data.max_length`, LoRA targets it lacks."""
+"""Refuse, before any weights load or train, weights that do not fit the homework: a truncated weight file, the
+wrong kind of model or adapter, an adapter trained on another base, too few positions for `data.max_length`, LoRA
+targets it lacks."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +64,63 @@ _SHAPE_KEYS = (
     "num_key_value_heads",
     "vocab_size",
 )
+
+
+def torn_file(folder: Path, suffixes: tuple[str, ...]) -> tuple[Path, str] | None:
+    """The first file of `folder` ending in one of `suffixes` that is not whole, and why; None when all are.
+
+    Cheap enough for gigabytes: a safetensors file's header must account for its exact size, a torch file (a zip
+    archive since torch 1.6) must end in a readable central directory, which a truncation cuts off.
+    """
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in suffixes or not path.is_file():
+            continue
+        why = _torn_safetensors(path) if path.suffix == ".safetensors" else _torn_zip(path)
+        if why:
+            return path, why
+    return None
+
+
+def require_whole(folder: Path, named: str) -> None:
+    """Refuse a saved model or adapter whose safetensors files are not whole (a partial copy, a full disk).
+
+    Only safetensors: a `.bin` given by a user may be a pre-zip torch pickle, which this cannot check.
+
+    Raises:
+        HwError: naming the first damaged file.
+    """
+    torn = torn_file(folder, (".safetensors",))
+    if torn:
+        raise HwError(
+            f"{named}: {torn[0]} is damaged ({torn[1]}); copy or save the weights again, or give another checkpoint"
+        )
+
+
+def _torn_safetensors(path: Path) -> str | None:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if size < 8 or 8 + length > size:
+            return f"{size} bytes, shorter than its header"
+        try:
+            header = json.loads(handle.read(length))
+            end = max(
+                (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                default=0,
+            )
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "its header is not a safetensors header"
+    if 8 + length + end != size:
+        return f"{size} bytes where its header says {8 + length + end}"
+    return None
+
+
+def _torn_zip(path: Path) -> str | None:
+    try:
+        zipfile.ZipFile(path).close()  # reads the central directory at the end of the file only
+    except (zipfile.BadZipFile, OSError):
+        return f"{path.stat().st_size} bytes without a readable zip directory: cut short"
+    return None
 
 
 def model_config(weights: Weights) -> Any:

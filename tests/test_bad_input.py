@@ -75,7 +75,11 @@ def _both(*makers: Callable[[Path], None]) -> Callable[[Path], None]:
 def _saved_config(folder: str, config: dict, weights: str = "model.safetensors") -> Callable[[Path], None]:
     """A saved model or adapter folder as far as the checks before loading read it: its config and a weights file."""
     name = "adapter_config.json" if weights.startswith("adapter") else "config.json"
-    return _both(_write(f"{folder}/{name}", json.dumps(config)), _write(f"{folder}/{weights}", b"never read"))
+    return _both(_write(f"{folder}/{name}", json.dumps(config)), _write(f"{folder}/{weights}", _NO_TENSORS))
+
+
+_NO_TENSORS = (2).to_bytes(8, "little") + b"{}"  # a whole safetensors file that holds no tensor
+_TENSOR_HEADER = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
 
 
 def _whisper_adapter_on_another_base(work: Path) -> None:
@@ -290,6 +294,22 @@ CASES = [
         ["yelp", "--tiny", "--eval-only", "--checkpoint", "{work}/broken"],
         r"--checkpoint: '{work}/broken/config\.json' is not valid JSON",
         _both(_write("broken/config.json", "{oops"), _write("broken/model.safetensors", b"x")),
+    ),
+    Case(
+        "checkpoint-truncated-weights",
+        ["yelp", "--tiny", "--eval-only", "--checkpoint", "{work}/torn"],
+        r"--checkpoint '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its header "
+        r"says 86\); copy or save the weights again, or give another checkpoint",
+        _both(  # cut short by a partial copy: 8 of the 16 bytes of its one tensor
+            _write(
+                "torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
+            ),
+            _write(
+                "torn/model.safetensors",
+                len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
+            ),
+        ),
+        logs=True,  # datasets may report reading the tiny reviews, read before the model
     ),
     Case(
         "checkpoint-of-another-homework",

@@ -1,6 +1,7 @@
 """Resume after a crash: a run killed (SIGKILL) after its first checkpoint, or stopped by SIGTERM in the middle of
 an epoch, ends, with --resume, as if never killed."""
 
+import io
 import json
 import os
 import re
@@ -14,6 +15,8 @@ import types
 from pathlib import Path
 
 import pytest
+import safetensors.torch
+import torch
 
 from hw.training import last_complete_checkpoint, mean_logged_loss, train
 
@@ -127,11 +130,20 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(
     half_written = crashed / "checkpoints" / f"checkpoint-{step + 1000}"
     shutil.copytree(crashed / "checkpoints" / first, half_written)
     (half_written / "trainer_state.json").write_text('{"global_step": ')
+    torn = crashed / "checkpoints" / f"checkpoint-{step + 2000}"  # whole state, truncated weights
+    shutil.copytree(crashed / "checkpoints" / first, torn)
+    for weights in torn.glob("*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     (crashed / ".metrics.json.k1ll3d.partial").write_text('{"final": ')
 
     _run([*run, "--resume"], tmp_path)
-    assert f"resuming from {Path('crashed', 'checkpoints', first)}\n" in (crashed / "run.log").read_text()
-    assert not half_written.exists()
+    log = (crashed / "run.log").read_text()
+    assert f"resuming from {Path('crashed', 'checkpoints', first)}\n" in log
+    assert not half_written.exists() and not torn.exists()
+    assert re.search(
+        rf"deleting {re.escape(str(Path('crashed', 'checkpoints', torn.name)))}: \w+\.safetensors is damaged \(",
+        log,
+    )
     assert not list(crashed.rglob("*.partial"))
     assert _results(crashed) == _results(uninterrupted(arguments))
     assert (tmp_path / "reports-crashed" / "fragments").is_dir()
@@ -201,9 +213,10 @@ def test_the_mean_logged_loss_weighs_each_logged_loss_by_its_steps() -> None:
 
 def _checkpoints(root: Path, states: dict[int, str | None]) -> Path:
     """`checkpoint-<step>` folders with weights and, unless None, this text as their trainer_state.json."""
+    weights = safetensors.torch.save({"weight": torch.zeros(4)})
     for step, state in states.items():
         (root / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
-        (root / "checkpoints" / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        (root / "checkpoints" / f"checkpoint-{step}" / "model.safetensors").write_bytes(weights)
         if state is not None:
             (root / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     (root / "checkpoints" / "checkpoint-99.old").mkdir()  # not the Trainer's: never chosen, never deleted
@@ -220,7 +233,15 @@ class _RecordingTrainer:
 def test_resume_takes_the_newest_checkpoint_with_a_complete_state_and_deletes_half_written_ones(
     tmp_path: Path,
 ) -> None:
-    checkpoints = _checkpoints(tmp_path, {5: "{}", 10: "{}", 15: '{"log_history": [', 20: None})
+    checkpoints = _checkpoints(
+        tmp_path, {5: "{}", 10: "{}", 15: '{"log_history": [', 20: None, 25: "{}", 30: "{}"}
+    )
+    # A whole state beside a truncated weight file (a partial copy, a power loss): not complete either.
+    torn = checkpoints / "checkpoint-25" / "model.safetensors"
+    torn.write_bytes(torn.read_bytes()[:-1])
+    optimizer = io.BytesIO()
+    torch.save({"state": torch.zeros(100)}, optimizer)
+    (checkpoints / "checkpoint-30" / "optimizer.pt").write_bytes(optimizer.getvalue()[:-100])
     assert last_complete_checkpoint(checkpoints) == str(checkpoints / "checkpoint-10")
     trainer = _RecordingTrainer()
     train(trainer, tmp_path, resume=True)

@@ -5,6 +5,7 @@ and which process writes (`hw.runs` outside a real distributed launch).
 import contextlib
 import errno
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -160,6 +161,20 @@ def test_a_resumed_run_keeps_the_folder_of_an_unfinished_stage(tmp_path: Path) -
 def test_an_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     runs.write_text(tmp_path / "results.txt", "1. 秦川雄帝宅\n")
     assert [path.name for path in tmp_path.iterdir()] == ["results.txt"]
+
+
+def test_an_atomic_write_syncs_the_file_and_then_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[tuple[bool, int]] = []  # (a folder?, the file's size when synced)
+
+    def fsync(descriptor: int) -> None:
+        found = os.fstat(descriptor)
+        synced.append((stat.S_ISDIR(found.st_mode), 0 if stat.S_ISDIR(found.st_mode) else found.st_size))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    runs.write_bytes(tmp_path / "metrics.json", b"{}")
+    assert synced == [(False, 2), (True, 0)]
 
 
 def test_jsonl_keeps_the_line_breaks_that_only_unicode_counts_inside_its_strings(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from typing import ClassVar
 
 import pytest
@@ -54,6 +55,40 @@ def test_a_killed_build_leaves_the_old_outputs_and_its_partial_work(tmp_path):
     assert not stages.cached(tmp_path, "pairs", stages.stage_key(Inputs(2)))
     partial = tmp_path / f".pairs-{stages.stage_key(Inputs(2))}.partial"
     assert (partial / "checkpoint").read_text() == "half"  # a resumed build finds it
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (
+            lambda path: path.write_text('{"text": "a truncat'),
+            r"transcripts\.jsonl has 19 bytes where it had 25",
+        ),
+        (lambda path: path.write_text('{"text": "a whole lime"}\n'), r"transcripts\.jsonl changed since"),
+        (lambda path: path.unlink(), r"transcripts\.jsonl is missing"),
+        (
+            lambda path: (path.parent / "stage.json").write_text('{"format": 2, "ke'),
+            r"stage\.json is damaged",
+        ),
+    ],
+    ids=["truncated", "altered", "deleted", "marker"],
+)
+def test_a_damaged_stage_is_recomputed_with_one_warning_naming_it(tmp_path, caplog, damage, found):
+    def build(folder):
+        (folder / "transcripts.jsonl").write_text('{"text": "a whole line"}\n')  # 25 bytes
+        (folder / "big.bin").write_bytes(bytes(stages._HASHED_BELOW))  # its size alone is recorded
+
+    stages.run_stage(tmp_path, "transcripts", Inputs(1), build)
+    marker = json.loads((tmp_path / "transcripts" / stages.MARKER).read_text())
+    assert marker["files"]["big.bin"] == {"size": stages._HASHED_BELOW}
+    assert marker["files"]["transcripts.jsonl"]["size"] == 25
+    assert stages.run_stage(tmp_path, "transcripts", Inputs(1), build).computed is False
+    damage(tmp_path / "transcripts" / "transcripts.jsonl")
+    caplog.clear()
+    assert stages.run_stage(tmp_path, "transcripts", Inputs(1), build).computed
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and re.search(found, warnings[0]) and "stage transcripts: " in warnings[0]
+    assert (tmp_path / "transcripts" / "transcripts.jsonl").read_text() == '{"text": "a whole line"}\n'
 
 
 def test_key_is_every_field_the_type_and_its_version():
