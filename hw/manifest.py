@@ -124,9 +124,21 @@ def run_directory(
     return decided
 
 
+def scored_run(checkpoint: str | None) -> dict[str, Any] | None:
+    """The manifest of the run `--checkpoint` names; None for a bare model or adapter folder (or no checkpoint)."""
+    folder = Path(checkpoint).expanduser() if checkpoint else None
+    return read(folder) if folder is not None and folder.is_dir() else None
+
+
 def _decided(
     options: Any, settings: dict[str, Any], *, output_dir: Path | None, runs_root: Path
 ) -> tuple[Path, Path | None]:
+    scored = scored_run(options.checkpoint)
+    if scored is not None and scored["homework"] != options.homework:
+        raise HwError(
+            f"--checkpoint {options.checkpoint!r} is a {_what(scored)} run; hw {options.homework} scores weights "
+            f"of its own homework: give a {options.homework} run (or score this one with hw {scored['homework']})"
+        )
     if options.resume:
         run_dir = output_dir if output_dir is not None else _newest_resumable(options, runs_root)
         _require_resumable(run_dir, options, settings)

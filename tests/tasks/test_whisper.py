@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hw import config
+from hw.errors import HwError
 from hw.tasks import whisper
 from tests.invoking import invoke, one_line_error
 from tests.test_speech import write_audiofolder, write_commonvoice
@@ -219,3 +220,45 @@ def test_score_asr_missing_column_is_one_line(tmp_path: Path) -> None:
         one_line_error(["score", "asr", str(path)])
         == f"{path}: no column 'hypothesis' (--hyp-col); available: a, b"
     )
+
+
+def _run_of(folder: Path, homework: str, variant: str) -> Path:
+    """A run directory as far as its manifest goes: enough for the checks made before any weights load."""
+    folder.mkdir(parents=True)
+    manifest = {
+        "homework": homework,
+        "variant": variant,
+        "tiny": True,
+        "eval_only": False,
+        "status": "finished",
+    }
+    (folder / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+def test_a_run_of_another_language_is_refused_unless_allowed(tmp_path: Path) -> None:
+    french = str(_run_of(tmp_path / "fr-run", "whisper", "fr"))
+    options = {"tiny": True, "eval_only": True, "checkpoint": french}
+    cfg = config.load(whisper.WhisperConfig, "whisper", "zh", run=options)
+    with pytest.raises(HwError, match=r"was trained on --lang fr, not zh; score it with --lang fr, or add"):
+        whisper._language_notes(cfg)
+    allowed = config.load(
+        whisper.WhisperConfig, "whisper", "zh", run=options, overrides=["eval.allow_language_mismatch=true"]
+    )
+    assert whisper._language_notes(allowed) == [
+        "**Language mismatch: these weights were trained on --lang fr speech and are scored here as zh.**"
+    ]
+    same = config.load(whisper.WhisperConfig, "whisper", "fr", run=options)
+    assert whisper._language_notes(same) == []
+
+
+def test_a_run_of_another_homework_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    qa_run = _run_of(tmp_path / "qa-run", "qa", "qa")
+    message = one_line_error(
+        ["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", str(qa_run),
+         "--output-dir", str(tmp_path / "scored"), "--reports-dir", str(tmp_path / "reports")]
+    )  # fmt: skip
+    assert message.startswith(
+        f"--checkpoint {str(qa_run)!r} is a qa (variant qa, tiny) run; hw whisper scores"
+    )
+    assert not (tmp_path / "scored").exists() and not (tmp_path / "reports").exists()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hw import models, runs, sources, speech
+from hw import manifest, models, runs, sources, speech
 from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
 from hw.errors import HwError
 from hw.metrics import asr
@@ -73,6 +73,8 @@ class WhisperEval:
     """Tokens generated at most per clip (the course's `generation_max_length`)."""
     samples_seed: int = 0
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
+    allow_language_mismatch: bool = False
+    """Score a `--checkpoint` run trained on another language anyway (the report says so in bold)."""
 
     def problems(self) -> list[str]:
         choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS}
@@ -125,6 +127,7 @@ class WhisperConfig:
 
 def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
     """Train a LoRA adapter (unless eval-only), transcribe the eval split, and score the transcripts."""
+    notes = _language_notes(cfg)
     weights = models.resolve(cfg.model, cfg.run.checkpoint)
     processor = models.whisper_processor(weights, cfg.language, cfg.task)
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
@@ -153,9 +156,26 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
         data={name: len(split) for name, split in features.items()},
         model=counts,
         tables=_tables(scores, clip_counts),
+        notes=notes,
         samples=samples,
         trainer_state=state,
     )
+
+
+def _language_notes(cfg: WhisperConfig) -> list[str]:
+    """A `--checkpoint` run trained on another language is refused, or scored with a bold warning when allowed."""
+    scored = manifest.scored_run(cfg.run.checkpoint)
+    if scored is None or scored["variant"] == cfg.language:
+        return []
+    if not cfg.eval.allow_language_mismatch:
+        raise HwError(
+            f"--checkpoint {cfg.run.checkpoint!r} was trained on --lang {scored['variant']}, not {cfg.language}; "
+            f"score it with --lang {scored['variant']}, or add --set eval.allow_language_mismatch=true"
+        )
+    return [
+        f"**Language mismatch: these weights were trained on --lang {scored['variant']} speech and are scored "
+        f"here as {cfg.language}.**"
+    ]
 
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
