@@ -5,14 +5,13 @@ comment, so the summary can merge several runs of one homework into one comparis
 the run directories, and ends with a closing comment, so a truncated one is known and left out.
 """
 
-import io
 import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hw import runs
+from hw import figures, runs
 from hw.errors import HwError
 from hw.record import RunRecord, Table
 
@@ -44,7 +43,14 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
     environment = runs.read_json(run_dir / "env.json")
     run = settings["run"]
     name = f"{run['homework']}-{run['variant']}" + ("-tiny" if run["tiny"] else "")
-    figure = _plot(record.trainer_state, reports_dir / "figures" / f"{name}.png")
+    figure = figures.plot(
+        record.trainer_state,
+        reports_dir / "figures" / f"{name}.png",
+        homework=run["homework"],
+        variant=run["variant"],
+        run=run_dir.name,
+        tiny=run["tiny"],
+    )
     rows = record.epochs or [{"epoch": None, **record.final}]
     metadata = {
         "homework": run["homework"],
@@ -296,60 +302,6 @@ def _environment_block(fragments: list[dict]) -> str:
         }
     )
     return "## Environment\n\n" + "\n".join(lines)
-
-
-def _plot(state: dict[str, Any] | None, figure_path: Path) -> Path | None:
-    """Training and validation loss per step, with the first evaluation metric on a second axis."""
-    if state is None:
-        return None
-    history = state["log_history"]
-    train = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
-    evaluation = [entry for entry in history if "eval_loss" in entry]
-    if not train and not evaluation:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axis = pyplot.subplots(figsize=(6, 3.5))
-    try:
-        _draw(axis, train, evaluation)
-        figure.tight_layout()
-        image = io.BytesIO()  # rendered in memory, then written atomically: never a half-written PNG
-        figure.savefig(image, format="png", dpi=100)
-    finally:
-        pyplot.close(figure)
-    runs.write_bytes(figure_path, image.getvalue())
-    return figure_path
-
-
-def _draw(axis: Any, train: list[tuple[int, float]], evaluation: list[dict[str, Any]]) -> None:
-    """The curves of `_plot`, on `axis`."""
-    if train:
-        axis.plot(*zip(*train, strict=True), label="training loss")
-    if evaluation:
-        axis.plot(
-            [e["step"] for e in evaluation],
-            [e["eval_loss"] for e in evaluation],
-            "o-",
-            label="validation loss",
-        )
-        metric = next(
-            (key for key in evaluation[0] if key.startswith("eval_") and key not in _NOT_METRICS), None
-        )
-        if metric:
-            twin = axis.twinx()
-            twin.plot(
-                [e["step"] for e in evaluation], [e.get(metric) for e in evaluation], "s--", color="tab:green"
-            )
-            twin.set_ylabel(metric.removeprefix("eval_"))
-    axis.set_xlabel("optimizer step")
-    axis.set_ylabel("loss")
-    axis.legend(loc="upper right")
-
-
-_NOT_METRICS = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
 
 
 def _read_yaml(path: Path) -> dict:
