@@ -127,5 +127,6 @@ def _draw_metrics(axis: Any, metrics: dict[str, list[tuple[int, float]]]) -> lis
     # The axis spans 0 to at least the metrics' full scale (100 for percentages, else 1), further when a value
     # exceeds it (a WER above 1): a change of 0.002 in accuracy then looks as small as it is, not like a cliff.
     values = [value for points in metrics.values() for _, value in points]
-    axis.set_ylim(min(0, *values), max(100 if percent else 1, 1.05 * max(values)))
+    full_scale = 100 if percent else 1
+    axis.set_ylim(min(0, *values), full_scale if max(values) <= full_scale else 1.05 * max(values))
     return lines
