@@ -50,10 +50,12 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def report(session: nox.Session) -> None:
-    """Assemble reports/fragments/*.md into reports/summary.md."""
-    _install(session)
+    """Assemble reports/fragments/ into reports/summary.md: no torch, offline, a few seconds once installed."""
+    # Assembly imports only typer and pyyaml (tests/test_report.py checks it): no 1.7 GB of torch to install.
+    session.install(*CONSTRAINTS, "typer", "pyyaml")
+    session.install("--no-deps", "-e", ".")
     session.run("hw", "report", *session.posargs)
 
 
