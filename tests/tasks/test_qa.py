@@ -14,7 +14,7 @@ from hw.errors import ConfigError
 from hw.tasks.qa import QAConfig, QAData, _overfitting_notes, to_features
 from hw.tiny import assets
 
-TABLE_HEADER = "| Source | Epoch | Training Loss | Validation Loss | EM | F1 |"
+TABLE_HEADER = "| Source | Epoch | Training loss | Validation loss | Exact match (EM) | F1 |"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_run_writes_official_predictions_epochs_and_the_report_table(trained, 
     assert 100 * sum(row["correct"] for row in samples) / 400 == pytest.approx(
         metrics["final"]["exact_match"]
     )
-    fragment = (environment / "reports-trained" / "fragments" / "qa-qa-tiny.md").read_text()
+    fragment = (environment / "reports-trained" / "fragments" / "qa" / f"{trained.name}.md").read_text()
     assert TABLE_HEADER in fragment
 
 
