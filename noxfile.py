@@ -1,5 +1,6 @@
 """Developer sessions: tests, lint, report, smoke, bench. Wiring only; the logic lives in `hw` and `bench/`."""
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -50,10 +51,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def report(session: nox.Session) -> None:
-    """Assemble reports/fragments/*.md into reports/summary.md."""
-    _install(session)
+    """Assemble reports/fragments/ into reports/summary.md: no torch, offline, a few seconds once installed."""
+    # Assembly imports only typer and pyyaml (tests/test_report.py checks it): no 1.7 GB of torch to install.
+    # Installed once: the editable install follows the checkout, and pip's checks would take most of the time.
+    if shutil.which("hw", path=session.bin) is None:
+        session.install(*CONSTRAINTS, "typer", "pyyaml")
+        session.install("--no-deps", "-e", ".")
     session.run("hw", "report", *session.posargs)
 
 

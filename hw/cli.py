@@ -15,7 +15,7 @@ from hw.cli_score import score_app
 from hw.errors import HwError, user_errors
 
 # homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
-# too (passed to report.assemble).
+# too (passed to summary.assemble).
 HOMEWORKS = {
     "yelp": (
         "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
@@ -81,6 +81,7 @@ ResumeOption = Annotated[
 TrainSamplesOption = Annotated[str | None, typer.Option("--max-train-samples", help="Number, or 'all'.")]
 EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", help="Number, or 'all'.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
+LabelOption = Annotated[str | None, typer.Option("--label", help="What sets this run apart in the summary.")]
 
 
 def _to(key: str) -> Any:
@@ -184,6 +185,7 @@ def _register(homework: str) -> None:
         max_train_samples: TrainSamplesOption = None,
         max_eval_samples: EvalSamplesOption = None,
         seed: SeedOption = None,
+        label: LabelOption = None,
         **extra_values: Any,
     ) -> None:
         from hw import runner
@@ -195,7 +197,7 @@ def _register(homework: str) -> None:
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
-            cfg = _load_config(homework, variant, config, overrides, run_options)
+            cfg = _load_config(homework, variant, config, overrides, run_options | {"label": label})
             runner.run_homework(cfg, output_dir=output_dir, reports_dir=reports_dir)
 
     # Typer reads options from the signature: put the homework's own where `**extra_values` stands.
@@ -245,18 +247,29 @@ for _homework in HOMEWORKS:
     _register(_homework)
 
 
-@app.command(epilog="Example: hw report --reports-dir reports")
-def report(reports_dir: ReportsDirOption = Path("reports")) -> None:
+@app.command(
+    epilog="Example: hw report   |   hw report --runs latest --locale zh   |   hw report --only RUN RUN"
+)
+def report(
+    reports_dir: ReportsDirOption = Path("reports"),
+    runs_shown: Annotated[
+        str, typer.Option("--runs", help="Runs per variant: all, or only the latest training run.")
+    ] = "all",
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Show only this run (repeatable; its directory name).")
+    ] = None,
+    locale: Annotated[str, typer.Option("--locale", help="Language of titles and labels: en or zh.")] = "en",
+) -> None:
     """Assemble every report fragment into reports/summary.md (the weekly summary)."""
     with user_errors():
-        _assemble(reports_dir)
+        _assemble(reports_dir, runs_shown=runs_shown, only=only or [], locale=locale)
 
 
-def _assemble(reports_dir: Path) -> None:
+def _assemble(reports_dir: Path, **choices: Any) -> None:
     """Assemble the summary; one warning line per file left out, and their count beside the summary's path."""
-    from hw import report as report_module
+    from hw import summary as summary_module
 
-    summary = report_module.assemble(reports_dir, list(HOMEWORKS))
+    summary = summary_module.assemble(reports_dir, list(HOMEWORKS), **choices)
     for skipped in summary.skipped:
         typer.echo(f"hw: warning: skipped {skipped}", err=True)
     count = len(summary.skipped)

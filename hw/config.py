@@ -159,7 +159,7 @@ class ReferenceRun:
     """Published numbers shown above this run's rows in the report."""
 
     source: str
-    """Who measured them, on what (e.g. `course notebook (T4), 1000 train / 1000 test`)."""
+    """Who measured them, on what; a source starting `course` or `homework` fills that glance-table column."""
     rows: list[dict[str, float]]
     """One row per epoch (or one final row), keyed by the report's column names."""
 
@@ -180,6 +180,8 @@ class RunOptions:
     """Saved model or adapter directory to evaluate with `eval_only`."""
     resume: bool = False
     """Continue the newest unfinished run (or `--output-dir`) from its newest checkpoint."""
+    label: str | None = None
+    """`--label`: words that set this run apart from the others of its variant in the summary."""
 
     def problems(self) -> list[str]:
         """Options that do not go together."""

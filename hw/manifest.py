@@ -67,6 +67,7 @@ def start(run_dir: Path, options: Any, settings: dict[str, Any]) -> None:
         "eval_only": options.eval_only,
         # The weights an eval-only run scored, as given (None: the base model of `training.model`).
         "scored": options.checkpoint if options.eval_only else None,
+        "label": options.label,
         "status": "running",
         "config_hash": hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16],
         "training": training_keys(settings),

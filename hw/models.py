@@ -124,9 +124,12 @@ def question_answering(weights: Weights, seed: int) -> Loaded:
         sentence = f"checkpoint {weights.given} ({weights.checkpoint})"
     else:
         sentence = f"base model {weights.model.name_or_path}"
-    # A plain encoder has no QA head: those weights are missing from its files and start random.
+    # A plain encoder has no QA head: those weights are missing from its files and start random. Said of the
+    # start only: after fine-tuning, "fine-tuned … from base model X; its QA head started from random weights".
     sentence += (
-        f" with {', '.join(missing)} newly initialised (untrained)" if missing else " (QA head included)"
+        f"; its QA head ({', '.join(missing)}) started from random weights"
+        if missing
+        else " (QA head included)"
     )
     return Loaded(model, _tokenizer(weights), sentence)
 

@@ -1,48 +1,42 @@
-"""Reports: render a run's Markdown fragment and figure from its artifacts, and assemble the weekly summary.
+"""Reports: a run's Markdown fragment and figure, written from its artifacts, and the fragment read back.
 
-Every number in a report is read from a run's files. A fragment carries its table as JSON in a leading HTML
-comment, so the summary can merge several runs of one homework into one comparison table without torch or
-the run directories, and ends with a closing comment, so a truncated one is known and left out.
+Every number in a report is read from a run's files. A fragment carries everything the summary shows as JSON in
+a leading HTML comment, so `hw summary` renders it again (in either language) without torch or the run
+directory, and ends with a closing comment, so a truncated one is known and left out. One fragment per run:
+`fragments/<homework>/<run>.md`, so no run replaces another's.
 """
 
 import json
+import os
 import re
-from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from hw import figures, runs
-from hw.errors import HwError
 from hw.record import RunRecord, Table
+from hw.report_format import cell, number, table
+from hw.report_text import label, title
 
-COLUMN_TITLES = {
-    "epoch": "Epoch",
-    "training_loss": "Training Loss",
-    "validation_loss": "Validation Loss",
-    "accuracy": "Accuracy",
-    "exact_match": "EM",
-    "f1": "F1",
-    "wer": "WER",
-    "cer": "CER",
-}
-TINY_BANNER = (
-    "> **Tiny offline preset — not a real result.** A tiny random model trained on synthetic data, to show that "
-    "the pipeline runs and learns; its numbers say nothing about the homework."
-)
 _METADATA = re.compile(r"<!-- hw-fragment (\{.*?\}) -->\n", re.DOTALL)
 END = "<!-- /hw-fragment -->"  # a fragment's last line: without it, the file was cut short
-_METADATA_KEYS = ("homework", "variant", "run", "tiny", "reference", "rows", "environment")
-_TABLE = re.compile(r"<!-- table -->.*?<!-- /table -->\n", re.DOTALL)
-SAMPLE_ROWS = 5
+METADATA_KEYS = ("homework", "variant", "run", "tiny", "eval_only", "time", "reference", "rows", "final")
+WRONG_SAMPLES, RIGHT_SAMPLES = 5, 2
+# Sample columns a reader does not need: the scorer's normalized texts and the model's raw answer.
+_HIDDEN_SAMPLE_COLUMNS = {"reference_normalized", "hypothesis_normalized", "raw_output"}
+_QUANTIZED = {
+    "8bit": "8-bit weights (bitsandbytes LLM.int8)",
+    "4bit": "4-bit NF4 weights (double quantization)",
+}
 
 
 def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
-    """Render `reports/fragments/<homework>-<variant>[-tiny].md` and its figure from the run's artifacts."""
+    """Render `reports/fragments/<homework>/<run>.md` and its figure from the run's artifacts."""
     settings = _read_yaml(run_dir / "config.yaml")
     record = RunRecord.read(run_dir)
     environment = runs.read_json(run_dir / "env.json")
     run = settings["run"]
-    name = f"{run['homework']}-{run['variant']}" + ("-tiny" if run["tiny"] else "")
+    name = f"{run['homework']}/{run_dir.name}"
     figure = figures.plot(
         record.trainer_state,
         reports_dir / "figures" / f"{name}.png",
@@ -51,27 +45,40 @@ def write_fragment(run_dir: Path, reports_dir: Path) -> Path:
         run=run_dir.name,
         tiny=run["tiny"],
     )
-    rows = record.epochs or [{"epoch": None, **record.final}]
+    final, rows = record.final, record.epochs or [{"epoch": None, **record.final}]
+    if settings.get("language") == "zh":  # normalized Chinese is scored per character: its WER is the CER
+        final = {key: value for key, value in final.items() if key != "wer"}
+        rows = [{key: value for key, value in row.items() if key != "wer"} for row in rows]
     metadata = {
         "homework": run["homework"],
         "variant": run["variant"],
         "run": run_dir.name,
         "tiny": run["tiny"],
+        "eval_only": run["eval_only"],
+        "scored": run.get("checkpoint"),
+        "label": run.get("label"),
+        "time": datetime.now().astimezone().isoformat(timespec="microseconds"),
+        "seed": environment["seed"],
+        "sizes": record.data,
         "reference": settings.get("reference", []),
         "rows": rows,
+        "final": final,
+        "headline": _headline(run["homework"], final),
+        "details": _details(settings, record, environment),
+        "notes": record.notes,
+        "tables": record.tables,
+        "samples": _chosen_samples(record.samples),
+        "samples_file": _relative(run_dir / "samples.jsonl", reports_dir) if record.samples else None,
+        "figure": _relative(figure, reports_dir) if figure else None,
         "environment": {"device": environment["device"], "packages": environment["packages"]},
     }
+    heading = f"## {run['homework']} · {run['variant']} — {label('run', 'en')} `{run_dir.name}`"
     parts = [
         f"<!-- hw-fragment {json.dumps(metadata, ensure_ascii=False)} -->",
-        f"## {run['homework']} · {run['variant']}{' (tiny preset)' if run['tiny'] else ''} — run `{run_dir.name}`",
-        TINY_BANNER if run["tiny"] else "",
-        _what_was_run(settings, record, environment),
-        "<!-- table -->\n" + _table(_row_groups(metadata)) + "\n<!-- /table -->",
-        "**Final:** " + " · ".join(f"{key} {_number(value)}" for key, value in record.final.items()),
-        *(f"> **Note:** {note}" for note in record.notes),
-        *(_extra_table(table) for table in record.tables),
-        _samples(record.samples),
-        f"![loss and metric curves](../figures/{figure.name})" if figure else "",
+        heading,
+        label("tiny_banner", "en") if run["tiny"] else "",
+        variant_table([*reference_groups(metadata), (f"**{label('this_run', 'en')}**", rows)], "en"),
+        render_run(metadata, "en", "../../"),
         END,
     ]
     path = reports_dir / "fragments" / f"{name}.md"
@@ -85,168 +92,157 @@ def check_writable(reports_dir: Path) -> None:
         runs.require_writable(reports_dir / folder, "report folder", "--reports-dir")
 
 
-class Summary(NamedTuple):
-    """The assembled summary and one line per file of `fragments/` left out of it (which file, and why)."""
-
-    path: Path
-    skipped: list[str]
-
-
-def assemble(reports_dir: Path, order: Sequence[str] = ()) -> Summary:
-    """Merge every fragment into `reports/summary.md`: per homework one comparison table, then each run.
-
-    A file of `fragments/` that is not a whole hw fragment (a user's notes, another encoding, binary, cut short)
-    is left out and named in `Summary.skipped`: one bad file must not cost the whole summary.
-
-    Args:
-        reports_dir: Holds `fragments/`; the summary is written beside it.
-        order: Homeworks in the summary's order (the CLI's registry); any others follow alphabetically.
-    """
-    fragments = sorted((reports_dir / "fragments").glob("*.md"))
-    by_homework: dict[str, list[tuple[dict, str]]] = {}
-    skipped = []
-    for path in fragments:
-        try:
-            metadata, body = _parse_fragment(path)
-        except _NotAFragment as reason:
-            skipped.append(
-                f"{str(path)!r} ({reason}; re-run its homework, or move the file out of fragments/)"
-            )
-            continue
-        by_homework.setdefault(metadata["homework"], []).append((metadata, body))
-    if not by_homework:
-        others = f" (skipped: {'; '.join(skipped)})" if skipped else ""
-        raise HwError(
-            f"no report fragments in {str(reports_dir / 'fragments')!r}{others}; run a homework first "
-            "(e.g. hw yelp --tiny)"
-        )
-    homeworks = sorted(
-        by_homework, key=lambda hw: (hw not in order, order.index(hw) if hw in order else 0, hw)
-    )
-    sections = ["# Weekly summary", "Contents: " + " · ".join(f"[{hw}](#{hw})" for hw in homeworks)]
-    for homework in homeworks:
-        entries = by_homework[homework]
-        groups = _merged_groups([metadata for metadata, _ in entries])
-        sections.append(f"## {homework}")
-        if any(metadata["tiny"] for metadata, _ in entries):
-            sections.append(TINY_BANNER.replace("A tiny", "Rows marked TINY come from a tiny"))
-        sections.append(_table(groups))
-        sections += [
-            body.replace("](../figures/", "](figures/").replace("\n## ", "\n### ", 1) for _, body in entries
-        ]
-    sections.append(
-        _environment_block([metadata for entries in by_homework.values() for metadata, _ in entries])
-    )
-    path = reports_dir / "summary.md"
-    runs.write_text(path, "\n\n".join(sections) + "\n")
-    return Summary(path, skipped)
-
-
-class _NotAFragment(Exception):
+class NotAFragment(Exception):
     """A file in `fragments/` that is not a whole hw fragment; the message says why."""
 
 
-def _parse_fragment(path: Path) -> tuple[dict, str]:
-    """The fragment's metadata and its body (without the table, which the summary merges)."""
+def read_fragment(path: Path) -> dict[str, Any]:
+    """The metadata of a whole fragment; `NotAFragment` says why a file is not one."""
     try:  # -sig: a BOM, which some editors add when they save, is read as nothing
         text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError:
-        raise _NotAFragment("not UTF-8 text: binary, or saved in another encoding") from None
+        raise NotAFragment("not UTF-8 text: binary, or saved in another encoding") from None
     match = _METADATA.match(text)
     if not match:
-        raise _NotAFragment("not an hw report fragment: no hw-fragment header")
+        raise NotAFragment("not an hw report fragment: no hw-fragment header")
     try:
         metadata = json.loads(match.group(1))
     except json.JSONDecodeError as error:
-        raise _NotAFragment(f"damaged hw-fragment header: {error.msg}") from None
-    missing = (
-        [key for key in _METADATA_KEYS if key not in metadata] if isinstance(metadata, dict) else ["all"]
-    )
+        raise NotAFragment(f"damaged hw-fragment header: {error.msg}") from None
+    missing = [key for key in METADATA_KEYS if key not in metadata] if isinstance(metadata, dict) else ["all"]
     if missing:
-        raise _NotAFragment(f"damaged hw-fragment header: no {', '.join(missing)}")
-    body = text[match.end() :].rstrip()
-    if not body.endswith(END):
-        raise _NotAFragment(f"incomplete: its last line is not {END} (cut short, or written by an older hw)")
-    body = _TABLE.sub("", body.removesuffix(END)).strip()
-    return metadata, "\n" + body
+        raise NotAFragment(f"damaged hw-fragment header, or written by an older hw: no {', '.join(missing)}")
+    if not text.rstrip().endswith(END):
+        raise NotAFragment(f"incomplete: its last line is not {END} (cut short, or written by an older hw)")
+    return metadata
 
 
-def _row_groups(metadata: dict) -> list[tuple[str, list[dict]]]:
-    groups = [(reference["source"], reference["rows"]) for reference in metadata["reference"]]
-    label = f"**this run** ({metadata['variant']}{', TINY' if metadata['tiny'] else ''})"
-    return groups + [(label, metadata["rows"])]
+def reference_groups(metadata: dict[str, Any]) -> list[tuple[str, list[dict]]]:
+    """The published rows of a run's config, each group named by its source."""
+    return [(reference["source"], reference["rows"]) for reference in metadata["reference"]]
 
 
-def _merged_groups(fragments: list[dict]) -> list[tuple[str, list[dict]]]:
-    """Reference rows once per source, then one row group per run."""
-    groups, seen = [], set()
-    for metadata in fragments:
-        for reference in metadata["reference"]:
-            if reference["source"] not in seen:
-                seen.add(reference["source"])
-                groups.append((reference["source"], reference["rows"]))
-    for metadata in fragments:
-        label = f"**{metadata['variant']}** run `{metadata['run']}`" + (
-            " — TINY, not a real result" if metadata["tiny"] else ""
-        )
-        groups.append((label, metadata["rows"]))
-    return groups
-
-
-def _table(groups: list[tuple[str, list[dict]]]) -> str:
-    """A Markdown table with a Source column; the first row of each group names it."""
+def variant_table(groups: list[tuple[str, list[dict]]], locale: str) -> str:
+    """A Markdown table with a Source column; the first row of each group names it; titles in words."""
     columns: list[str] = []
     for _, rows in groups:
         for row in rows:
             columns += [key for key in row if key not in columns and key != "step"]
-    columns.sort(
-        key=lambda key: list(COLUMN_TITLES).index(key) if key in COLUMN_TITLES else len(COLUMN_TITLES)
-    )
-    lines = [
-        "| Source | " + " | ".join(COLUMN_TITLES.get(key, key) for key in columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
+    order = ["epoch", "training_loss", "validation_loss", "eval_loss"]
+    columns.sort(key=lambda key: order.index(key) if key in order else len(order))
+    cells = [
+        [source if index == 0 else "", *(number(row.get(key), key) for key in columns)]
+        for source, rows in groups
+        for index, row in enumerate(rows)
     ]
-    for source, rows in groups:
-        for index, row in enumerate(rows):
-            cells = [source if index == 0 else ""] + [_number(row.get(key), key) for key in columns]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return table([label("source", locale), *(title(key, locale) for key in columns)], cells)
 
 
-def _what_was_run(settings: dict, record: RunRecord, environment: dict) -> str:
-    model, train = settings.get("model", {}), settings.get("train", {})
-    sizes = " / ".join(f"{count} {split}" for split, count in record.data.items())
+def render_run(metadata: dict[str, Any], locale: str, root: str) -> str:
+    """What was run, the final metrics, notes, the run's own tables, samples and figure, in `locale`.
+
+    Args:
+        metadata: A fragment's metadata.
+        locale: `en` or `zh`: the fixed labels' language.
+        root: The path from the document to the reports folder (`../../` from a fragment, `` from the summary).
+    """
+    details, parts = metadata["details"], []
     lines = [
-        f"- **Model:** {model.get('name_or_path')} · **weights scored:** {record.weights}",
-        f"- **Data:** {record.dataset} — {sizes} examples",
+        f"- **{label('model', locale)}:** {details['model']} · **{label('weights', locale)}:** "
+        f"{details['weights']} · **{label('precision', locale)}:** {details['precision']}",
+        f"- **{label('data', locale)}:** {details['data']} — {_sizes(metadata['sizes'])} "
+        f"{label('examples', locale)}",
     ]
-    if not settings["run"]["eval_only"]:
+    if details.get("training"):
+        lines.append(f"- **{label('training', locale)}:** {details['training']}")
+    if details.get("lora"):
+        lines.append(f"- **LoRA:** {details['lora']}")
+    if details.get("parameters"):
+        trainable, total = details["parameters"]
         lines.append(
-            f"- **Training:** lr {train.get('learning_rate')}, batch {train.get('per_device_train_batch_size')} × "
-            f"accumulation {train.get('gradient_accumulation_steps')}, {train.get('num_train_epochs')} epochs, "
-            f"weight decay {train.get('weight_decay')}, precision {train.get('precision')}"
+            f"- **{label('parameters', locale)}:** {trainable:,} {label('trainable_of', locale)} {total:,}"
         )
-    if settings.get("lora") and not settings["run"]["eval_only"]:
-        lora = settings["lora"]
-        lines.append(
-            f"- **LoRA:** r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {', '.join(lora['target_modules'])}"
-        )
-    counts = record.model
-    if counts:
-        lines.append(
-            f"- **Parameters:** {counts['trainable_parameters']:,} trainable of {counts['total_parameters']:,}"
-        )
-    if settings.get("model", {}).get("trust_remote_code"):
-        lines.append(
-            "- **trust_remote_code was ON**: Python code shipped with the model's repository was allowed to run."
-        )
-    packages = environment["packages"]
+    if details.get("trust_remote_code"):
+        lines.append(f"- **{label('trust_remote_code', locale)}**")
     lines.append(
-        f"- **Hardware:** {environment['device']}{_processes(environment)} · **time:** {record.wall_seconds} s · "
-        f"**seed:** {environment['seed']} · hw {packages.get('hw')}, transformers {packages.get('transformers')}, "
-        f"torch {packages.get('torch')}"
+        f"- **{label('hardware', locale)}:** {details['hardware']} · **{label('time', locale)}:** "
+        f"{number(details['seconds'], value_kind='seconds')} · **{label('seed', locale)}:** {metadata['seed']} · "
+        f"{details['versions']}"
     )
-    return "\n".join(lines)
+    parts.append("\n".join(lines))
+    final = [
+        f"{title(key, locale)} {number(value, key)}"
+        for key, value in metadata["final"].items()
+        if "/" not in key
+    ]
+    if final:  # hw atc's cells (`set/asr/corrector/metric`) are in its matrices below
+        parts.append(f"**{label('final', locale)}:** " + " · ".join(final))
+    parts += [f"> **{label('note', locale)}:** {note}" for note in metadata["notes"]]
+    parts += [_own_table(own) for own in metadata["tables"]]
+    parts.append(_samples_part(metadata, locale, root))
+    if metadata["figure"]:
+        parts.append(f"![{label('curves', locale)}]({root}{metadata['figure']})")
+    return "\n\n".join(part for part in parts if part)
+
+
+def _headline(homework: str, final: dict[str, Any]) -> str | None:
+    """The metric of the summary's glance table: the task's first (CER for Chinese), or for hw atc the one the
+    homework leads with, the fine-tuned Whisper's ATCOSIM WER."""
+    if homework == "atc":
+        return next((key for key in final if key.startswith("atcosim/fine_tuned/none/")), None)
+    return next(iter(final), None)
+
+
+def _details(settings: dict, record: RunRecord, environment: dict) -> dict[str, Any]:
+    """The facts of the "what was run" lines, in words and numbers that read the same in either language."""
+    model, train, packages = settings.get("model", {}), settings.get("train", {}), environment["packages"]
+    details: dict[str, Any] = {
+        "model": model.get("name_or_path"),
+        "weights": record.weights,
+        "precision": _precision(settings, environment),
+        "data": record.dataset or _data_of(settings),
+        "hardware": environment["device"] + _processes(environment),
+        "seconds": record.wall_seconds,
+        "versions": f"hw {packages.get('hw')}, transformers {packages.get('transformers')}, "
+        f"torch {packages.get('torch')}",
+        "trust_remote_code": bool(model.get("trust_remote_code")),
+    }
+    if not settings["run"]["eval_only"]:
+        details["training"] = (
+            f"lr {train.get('learning_rate')}, batch {train.get('per_device_train_batch_size')} × accumulation "
+            f"{train.get('gradient_accumulation_steps')}, {train.get('num_train_epochs')} epochs, weight decay "
+            f"{train.get('weight_decay')}"
+        )
+        lora = settings.get("lora")
+        if lora:
+            details["lora"] = (
+                f"r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {', '.join(lora['target_modules'])}"
+            )
+    if record.model:
+        details["parameters"] = [record.model["trainable_parameters"], record.model["total_parameters"]]
+    return details
+
+
+def _precision(settings: dict, environment: dict) -> str:
+    """What ran: `fp32`, `fp16`, `bf16`, or quantized weights and the precision LoRA computes in."""
+    ran = environment.get(
+        "precision", settings.get("train", {}).get("precision")
+    )  # runs before hw recorded it
+    quantization = settings.get("quantization", "none")
+    if quantization == "none":
+        return ran
+    if not environment.get("cuda"):
+        return (
+            f"{ran} ({quantization} asked: bitsandbytes needs CUDA, so the weights loaded in full precision)"
+        )
+    return f"{_QUANTIZED[quantization]}, computing in {ran}"
+
+
+def _data_of(settings: dict) -> str:
+    """The data as the config names it, when the task's record names none (a folder of the course's files)."""
+    data = settings.get("data", {})
+    named = data.get("dataset") or data.get("directory") or data.get("test_file")
+    return str(named) if named else "—"
 
 
 def _processes(environment: dict) -> str:
@@ -255,53 +251,67 @@ def _processes(environment: dict) -> str:
     return f" × {size} processes" if size > 1 else ""
 
 
-def _extra_table(table: Table) -> str:
-    lines = [
-        f"**{table['title']}**",
-        "",
-        "| " + " | ".join(table["columns"]) + " |",
-        "|---" * len(table["columns"]) + "|",
+def _sizes(sizes: dict[str, int]) -> str:
+    return " / ".join(f"{count:,} {split}" for split, count in sizes.items())
+
+
+def _own_table(own: Table) -> str:
+    rows = [
+        [cell(value, column) for value, column in zip(row, own["columns"], strict=False)]
+        for row in own["rows"]
     ]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in table["rows"]]
-    return "\n".join(lines)
+    return f"**{own['title']}**\n\n" + table(own["columns"], rows)
 
 
-def _samples(samples: list[dict[str, Any]]) -> str:
-    rows = samples[:SAMPLE_ROWS]
-    if not rows:
-        return ""
-    columns = list(rows[0])
-    table = {"title": f"Sample predictions (first {len(rows)} of samples.jsonl)", "columns": columns}
-    return _extra_table({**table, "rows": [[row.get(key) for key in columns] for row in rows]})
+def _error(sample: dict[str, Any]) -> float:
+    """How wrong one prediction is, 0 when right: its CER or WER, 1 − its score, stars apart, or not `correct`."""
+    for key in ("cer", "wer"):
+        if isinstance(sample.get(key), int | float):
+            return float(sample[key])
+    for key, scale in (("f1", 100), ("char_f1", 1)):
+        if isinstance(sample.get(key), int | float):
+            return 1 - sample[key] / scale
+    stars = [str(sample.get(key, "")).split(" ")[0] for key in ("label", "prediction")]
+    if all(star.isdigit() for star in stars):  # yelp: "5 stars" read as "1 star" is worse than as "4 stars"
+        return abs(int(stars[0]) - int(stars[1]))
+    return 0.0 if sample.get("correct", True) else 1.0
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return _number(value)
-    text = " ".join(str(value).split())
-    text = text if len(text) <= 160 else text[:157] + "…"
-    return text.replace("|", "\\|")
-
-
-def _number(value: Any, key: str = "") -> str:
-    if value is None:
-        return "—"
-    if key == "epoch":
-        return f"{value:g}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def _environment_block(fragments: list[dict]) -> str:
-    lines = sorted(
-        {
-            f"- {m['environment']['device']}: "
-            + ", ".join(f"{name} {version}" for name, version in m["environment"]["packages"].items())
-            for m in fragments
-        }
+def _chosen_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Up to 5 wrong predictions, largest error first, and 2 right ones, without the columns nobody reads."""
+    hidden = _HIDDEN_SAMPLE_COLUMNS | {"correct"}  # the table's heading says it
+    shown = [{key: value for key, value in row.items() if key not in hidden} for row in samples]
+    errors = [_error(row) for row in samples]
+    wrong = sorted(
+        (pair for pair in zip(errors, shown, strict=True) if pair[0] > 0), key=lambda pair: -pair[0]
     )
-    return "## Environment\n\n" + "\n".join(lines)
+    right = [row for error, row in zip(errors, shown, strict=True) if error == 0]
+    return {
+        "wrong": [row for _, row in wrong[:WRONG_SAMPLES]],
+        "right": right[:RIGHT_SAMPLES],
+        "total": len(samples),
+    }
+
+
+def _samples_part(metadata: dict[str, Any], locale: str, root: str) -> str:
+    samples, parts = metadata["samples"], []
+    for key in ("wrong", "right"):
+        rows = samples[key]
+        if rows:
+            columns = list(dict.fromkeys(column for row in rows for column in row))
+            cells = [[cell(row.get(column, ""), column) for column in columns] for row in rows]
+            heading = (
+                f"**{label(key, locale)}** ({len(rows)} {label('of_samples', locale)} {samples['total']:,})"
+            )
+            parts.append(heading + "\n\n" + table(columns, cells))
+    if metadata["samples_file"]:
+        parts.append(f"[{label('all_samples', locale)}: samples.jsonl]({root}{metadata['samples_file']})")
+    return "\n\n".join(parts)
+
+
+def _relative(path: Path, reports_dir: Path) -> str:
+    """`path` as a link from the reports folder (POSIX separators, which Markdown links need)."""
+    return Path(os.path.relpath(path, reports_dir)).as_posix()
 
 
 def _read_yaml(path: Path) -> dict:

@@ -50,7 +50,8 @@ def run_homework(
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
         runs.write_yaml(run_dir / "config.yaml", settings)
-        runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
+        environment = runs.environment(cfg.train.seed, runs.sources_of(settings))
+        runs.write_json(run_dir / "env.json", environment | {"precision": _precision(cfg.train.precision)})
         _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
         started = time.perf_counter()
         with (
@@ -65,6 +66,14 @@ def run_homework(
         fragment = report.write_fragment(run_dir, reports_dir)
     print(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
+
+
+def _precision(asked: str) -> str:
+    """What `train.precision` resolves to on this machine (`auto`: bf16 or fp16 on CUDA, fp32 on a CPU)."""
+    from hw.training import precision_flags
+
+    flags = precision_flags(asked)
+    return "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
 
 
 def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None:

@@ -96,9 +96,7 @@ def _corrupt_audiofolder(work: Path) -> None:
 
 def _fragment_copy(work: Path) -> None:
     fragments = work / "reports" / "fragments"
-    fragments.mkdir(parents=True)
-    for fragment in (Path.cwd() / "reports" / "fragments").glob("*.md"):
-        shutil.copy(fragment, fragments)
+    shutil.copytree(Path.cwd() / "reports" / "fragments", fragments)
     (work / "reports" / "summary.md").mkdir()  # a folder where the summary file must go
 
 

@@ -88,7 +88,9 @@ def test_two_processes_write_what_one_writes_once_and_record_their_number(yelp_r
     assert RUN_ARTIFACTS | {"trainer_state.json"} == {path.name for path in distributed.iterdir()}
     assert not list(distributed.rglob("*.partial"))
     assert (_read(single, "env.json")["world_size"], _read(distributed, "env.json")["world_size"]) == (1, 2)
-    fragment = (distributed.parents[2] / "reports" / "fragments" / "yelp-yelp-tiny.md").read_text()
+    fragment = (
+        distributed.parents[2] / "reports" / "fragments" / "yelp" / f"{distributed.name}.md"
+    ).read_text()
     assert "CPU (" in fragment and "× 2 processes" in fragment
     assert _read(distributed, "run.json")["status"] == "finished"
     # Only the main process logs to run.log: the run's closing line is there once.

@@ -87,7 +87,7 @@ def test_the_runner_writes_the_record_with_its_wall_time_and_the_fragment(
     written = RunRecord.read(run_dir)
     assert written.wall_seconds is not None and written.wall_seconds >= 0
     assert {**vars(written), "wall_seconds": None} == vars(RECORD)
-    fragment = (tmp_path / "reports" / "fragments" / "tang-tang.md").read_text(encoding="utf-8")
+    fragment = (tmp_path / "reports" / "fragments" / "tang" / "run.md").read_text(encoding="utf-8")
     assert "\n- **Data:** tiny:poems — 8 train / 4 test examples\n" in fragment
     assert f"**time:** {written.wall_seconds} s" in fragment
     assert "| 床前明月光 | 疑是地上霜 |" in fragment and "> **Note:** a note" in fragment

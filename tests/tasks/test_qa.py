@@ -14,7 +14,7 @@ from hw.errors import ConfigError
 from hw.tasks.qa import QAConfig, QAData, _overfitting_notes, to_features
 from hw.tiny import assets
 
-TABLE_HEADER = "| Source | Epoch | Training Loss | Validation Loss | EM | F1 |"
+TABLE_HEADER = "| Source | Epoch | Training loss | Validation loss | Exact match (EM) | F1 |"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def test_training_answers_far_better_than_the_untrained_base(untrained, trained)
     assert before["weights"].startswith(
         "base model tiny:distilbert-qa with qa_outputs.bias, qa_outputs.weight"
     )
-    assert "newly initialised (untrained)" in before["weights"]
+    assert (
+        "; its QA head (qa_outputs.bias, qa_outputs.weight) started from random weights" in before["weights"]
+    )
     assert after["weights"].startswith(
         f"fine-tuned in this run ({Path('trained') / 'model'}) from base model"
     )
@@ -88,7 +90,7 @@ def test_a_run_writes_official_predictions_epochs_and_the_report_table(trained, 
     assert 100 * sum(row["correct"] for row in samples) / 400 == pytest.approx(
         metrics["final"]["exact_match"]
     )
-    fragment = (environment / "reports-trained" / "fragments" / "qa-qa-tiny.md").read_text()
+    fragment = (environment / "reports-trained" / "fragments" / "qa" / f"{trained.name}.md").read_text()
     assert TABLE_HEADER in fragment
 
 

@@ -104,7 +104,9 @@ def test_run_writes_the_course_results_file_and_samples(trained: Path) -> None:
 
 @pytest.mark.slow
 def test_fragment_shows_before_after_sweep_and_reference(trained: Path) -> None:
-    fragment = (trained.parent / "reports" / "fragments" / "tang-tang-tiny.md").read_text(encoding="utf-8")
+    fragment = (trained.parent / "reports" / "fragments" / "tang" / f"{trained.name}.md").read_text(
+        encoding="utf-8"
+    )
     assert "Tiny offline preset — not a real result" in fragment
     assert "\n- **Data:** tiny:tang — 400 train / 50 validation / 30 test examples\n" in fragment
     assert "| Score | Untuned base | Fine-tuned |" in fragment

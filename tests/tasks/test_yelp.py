@@ -1,6 +1,7 @@
 """`hw yelp` end to end on the tiny preset: it learns, writes its artifacts, and its report reads them."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from typer.testing import CliRunner
 
 from hw import config, models
 from hw.cli import app
+from hw.report_format import number
 from hw.tasks import yelp
 from hw.tiny import assets
 
@@ -69,22 +71,48 @@ def test_run_artifacts(smoke: Path) -> None:
 
 
 def test_fragment_and_figure(smoke: Path) -> None:
-    fragment = (smoke / "reports" / "fragments" / "yelp-yelp-tiny.md").read_text()
-    assert "| Source | Epoch | Training Loss | Validation Loss | Accuracy |" in fragment
+    run_dir = _run_dir(smoke, "yelp")
+    fragment = (smoke / "reports" / "fragments" / "yelp" / f"{run_dir.name}.md").read_text()
+    assert "| Source | Epoch | Training loss | Validation loss | Accuracy |" in fragment
     assert "Tiny offline preset — not a real result" in fragment
-    assert "| course notebook (T4), 1000 train / 1000 test | 1 | 1.2421 | 1.0909 | 0.5260 |" in fragment
-    accuracy = _metrics(_run_dir(smoke, "yelp"))["final"]["accuracy"]
-    assert f"**Final:** accuracy {accuracy:.4f}" in fragment
-    assert (smoke / "reports" / "figures" / "yelp-yelp-tiny.png").stat().st_size > 1000
+    assert "| course notebook (T4), 1000 train / 1000 test | 1 | 1.2421 | 1.0909 | 0.526 |" in fragment
+    accuracy = _metrics(run_dir)["final"]["accuracy"]
+    assert f"**Final:** Accuracy {number(accuracy, 'accuracy')} · Validation loss" in fragment
+    assert "**precision:** fp32" in fragment  # what ran on the CPU, not the config's `auto`
+    assert (smoke / "reports" / "figures" / "yelp" / f"{run_dir.name}.png").stat().st_size > 1000
 
 
-def test_summary_groups_both_yelp_runs_in_one_table(smoke: Path) -> None:
+def test_summary_has_one_table_per_variant(smoke: Path) -> None:
     summary = (smoke / "reports" / "summary.md").read_text()
-    assert summary.count("| Source | Epoch | Training Loss | Validation Loss | Accuracy |") == 1
-    assert "**yelp** run `yelp-tiny-" in summary and "**yelp-full** run `yelp-full-tiny-" in summary
-    assert summary.count("TINY, not a real result") == 3  # yelp, yelp-full, imdb-lora row groups
-    assert "homework report, full data (RTX 6000, about 18 h)" in summary
-    assert "](figures/yelp-yelp-tiny.png)" in summary
+    assert summary.count("| Source | Epoch | Training loss | Validation loss | Accuracy |") == 3
+    headings = [line for line in summary.splitlines() if line.startswith("### ")]
+    assert headings == ["### yelp · yelp", "### yelp · imdb-lora", "### yelp · yelp-full"]
+    assert "homework report, full data (650,000 train / 50,000 test; hardware and time not stated)" in summary
+    assert "](figures/yelp/yelp-tiny-" in summary
+
+
+def test_summary_of_smoke_plus_another_run_shows_both_glance_first_and_errors(
+    smoke: Path, tmp_path: Path
+) -> None:
+    """The issue's "done when": smoke runs plus one extra run of a variant, on the tiny preset."""
+    reports = tmp_path / "reports"
+    shutil.copytree(smoke / "reports", reports)
+    _invoke(["yelp", "--tiny", "--max-train-samples", "500", "--label", "500 examples", "--output-dir",
+             str(tmp_path / "extra"), "--reports-dir", str(reports)])  # fmt: skip
+    _invoke(["report", "--reports-dir", str(reports)])
+    summary = (reports / "summary.md").read_text()
+    sections = summary.split("\n## ")
+    assert sections[1].startswith("Results at a glance\n\n| Homework | Metric | Course | Homework report |")
+    assert "| yelp · yelp | Accuracy | 0.592 | 0.609 |" in sections[1]
+    blocks = summary.split("### yelp · yelp\n\n")[1].split("\n\n")
+    yelp_table = next(block for block in blocks if block.startswith("| Source |")).splitlines()
+    groups = [row.split(" | ")[0].removeprefix("| ") for row in yelp_table[2:] if not row.startswith("|  |")]
+    assert groups[:2] == ["course notebook (T4), 1000 train / 1000 test", "homework report, same 1000 subset"]
+    assert groups[2] == "**run** `extra` · “500 examples” · 500 train / 500 eval · TINY, not a real result"
+    assert groups[3].startswith("**run** `yelp-tiny-") and "2,000 train / 500 eval" in groups[3]
+    assert "<details><summary>Details of run `yelp-tiny-" in summary  # the older run folds away
+    assert summary.count("**Wrong predictions, largest error first** (5 of 500)") == 4
+    assert (reports / "notes" / "yelp.md").read_text().startswith("<!-- Your own words about yelp")
 
 
 def test_eval_only_on_the_saved_run_reproduces_its_accuracy(smoke: Path, tmp_path: Path) -> None:
