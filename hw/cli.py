@@ -3,11 +3,12 @@
 Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
 """
 
+import dataclasses
 import importlib
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -78,7 +79,12 @@ ReportsDirOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue the newest run from its last checkpoint.")
 ]
-TrainSamplesOption = Annotated[str | None, typer.Option("--max-train-samples", help="Number, or 'all'.")]
+TrainSamplesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-train-samples", help="Number, or 'all' (all also lifts the validation subset's cap)."
+    ),
+]
 EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", help="Number, or 'all'.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
 
@@ -191,7 +197,9 @@ def _register(homework: str) -> None:
         with user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
-            overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            overrides = list(set_overrides or []) + _flag_overrides(
+                max_train_samples, max_eval_samples, seed, _schema(homework)
+            )
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
@@ -219,9 +227,13 @@ def _require_variant(homework: str, flag: str, variant: str | None) -> None:
 
 
 def _flag_overrides(
-    max_train_samples: str | None, max_eval_samples: str | None, seed: int | None
+    max_train_samples: str | None, max_eval_samples: str | None, seed: int | None, schema: type
 ) -> list[str]:
     overrides = [] if seed is None else [f"train.seed={seed}"]
+    data_fields = {spec.name for spec in dataclasses.fields(get_type_hints(schema)["data"])}
+    if max_train_samples == "all" and "max_validation_samples" in data_fields:
+        # a full-data run tracks its validation loss on the whole validation split, as the course's did
+        overrides.append("data.max_validation_samples=null")
     for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
         if value is None:
             continue
@@ -237,8 +249,14 @@ def _load_config(
     """The homework's frozen config: its packaged variant, `--config`, `--set` and the run options."""
     from hw import config
 
-    schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
-    return config.load(schema, homework, variant, config_file=config_file, overrides=overrides, run=run)
+    return config.load(
+        _schema(homework), homework, variant, config_file=config_file, overrides=overrides, run=run
+    )
+
+
+def _schema(homework: str) -> type:
+    """The homework's top-level config class."""
+    return getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
 
 
 for _homework in HOMEWORKS:
