@@ -71,7 +71,9 @@ CheckpointOption = Annotated[
     str | None, typer.Option("--checkpoint", help="Saved model, adapter or run directory.")
 ]
 OutputDirOption = Annotated[
-    Path | None, typer.Option("--output-dir", help="Run directory [default: runs/...].")
+    # no square brackets: rich reads `[default: …]` as markup and prints nothing of it
+    Path | None,
+    typer.Option("--output-dir", help="Run directory (default: runs/<homework>/<variant>-<time>)."),
 ]
 ReportsDirOption = Annotated[
     Path, typer.Option("--reports-dir", help="Where report fragments and summary go.")
@@ -365,7 +367,9 @@ def whisper_dataset(
     test_ratio: Annotated[
         float, typer.Option("--test-ratio", help="Share of each medium's clips in test/.")
     ] = 0.33,
-    seed: SeedOption = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the train/test assignment of each medium's clips.")
+    ] = 42,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generate call.")] = 16,
     opencc: Annotated[
         str | None, typer.Option("--opencc", help="OpenCC conversion of the labels, e.g. s2twp.")

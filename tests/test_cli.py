@@ -108,6 +108,13 @@ def _help_text(*command: str) -> str:
     return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
 
 
+def test_help_texts_show_the_run_directory_default_and_what_the_seed_seeds() -> None:
+    assert "Run directory (default: runs/<homework>/<variant>-<time>)." in _help_text("whisper")
+    output = _help_text("whisper-dataset")
+    assert "Seed of the train/test assignment of each medium's clips." in output
+    assert "model init" not in output
+
+
 def test_max_train_samples_all_also_lifts_the_validation_cap() -> None:
     from hw import cli, config
     from hw.tasks.whisper import WhisperConfig
