@@ -3,7 +3,6 @@
 Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
 """
 
-import dataclasses
 import importlib
 import inspect
 import json
@@ -70,10 +69,8 @@ EvalOnlyOption = Annotated[
 CheckpointOption = Annotated[
     str | None, typer.Option("--checkpoint", help="Saved model, adapter or run directory.")
 ]
-OutputDirOption = Annotated[
-    # no square brackets: rich reads `[default: …]` as markup and prints nothing of it
-    Path | None,
-    typer.Option("--output-dir", help="Run directory (default: runs/<homework>/<variant>-<time>)."),
+OutputDirOption = Annotated[  # no [ ] in a help: rich reads `[default: …]` as markup and prints nothing
+    Path | None, typer.Option("--output-dir", help="Run directory (default: runs/<homework>/<run>).")
 ]
 ReportsDirOption = Annotated[
     Path, typer.Option("--reports-dir", help="Where report fragments and summary go.")
@@ -82,10 +79,7 @@ ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue the newest run from its last checkpoint.")
 ]
 TrainSamplesOption = Annotated[
-    str | None,
-    typer.Option(
-        "--max-train-samples", help="Number, or 'all' (all also lifts the validation subset's cap)."
-    ),
+    str | None, typer.Option("--max-train-samples", help="Number, or 'all' (also lifts the validation cap).")
 ]
 EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", help="Number, or 'all'.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
@@ -199,9 +193,8 @@ def _register(homework: str) -> None:
         with user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
-            overrides = list(set_overrides or []) + _flag_overrides(
-                max_train_samples, max_eval_samples, seed, _schema(homework)
-            )
+            flags = _flag_overrides(max_train_samples, max_eval_samples, seed, _schema(homework))
+            overrides = list(set_overrides or []) + flags
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
@@ -232,8 +225,9 @@ def _flag_overrides(
     max_train_samples: str | None, max_eval_samples: str | None, seed: int | None, schema: type
 ) -> list[str]:
     overrides = [] if seed is None else [f"train.seed={seed}"]
-    data_fields = {spec.name for spec in dataclasses.fields(get_type_hints(schema)["data"])}
-    if max_train_samples == "all" and "max_validation_samples" in data_fields:
+    if max_train_samples == "all" and "max_validation_samples" in get_type_hints(
+        get_type_hints(schema)["data"]
+    ):
         # a full-data run tracks its validation loss on the whole validation split, as the course's did
         overrides.append("data.max_validation_samples=null")
     for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
@@ -251,9 +245,8 @@ def _load_config(
     """The homework's frozen config: its packaged variant, `--config`, `--set` and the run options."""
     from hw import config
 
-    return config.load(
-        _schema(homework), homework, variant, config_file=config_file, overrides=overrides, run=run
-    )
+    schema = _schema(homework)
+    return config.load(schema, homework, variant, config_file=config_file, overrides=overrides, run=run)
 
 
 def _schema(homework: str) -> type:
@@ -367,9 +360,7 @@ def whisper_dataset(
     test_ratio: Annotated[
         float, typer.Option("--test-ratio", help="Share of each medium's clips in test/.")
     ] = 0.33,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the train/test assignment of each medium's clips.")
-    ] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the train/test split of each medium.")] = 42,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generate call.")] = 16,
     opencc: Annotated[
         str | None, typer.Option("--opencc", help="OpenCC conversion of the labels, e.g. s2twp.")

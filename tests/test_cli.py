@@ -109,9 +109,9 @@ def _help_text(*command: str) -> str:
 
 
 def test_help_texts_show_the_run_directory_default_and_what_the_seed_seeds() -> None:
-    assert "Run directory (default: runs/<homework>/<variant>-<time>)." in _help_text("whisper")
+    assert "Run directory (default: runs/<homework>/<run>)." in _help_text("whisper")
     output = _help_text("whisper-dataset")
-    assert "Seed of the train/test assignment of each medium's clips." in output
+    assert "Seed of the train/test split of each medium." in output
     assert "model init" not in output
 
 
