@@ -89,28 +89,6 @@ def resolve_checkpoint(path: str) -> str:
     return resolve_model(str(candidate), key="--checkpoint")
 
 
-def checkpoint_base(path: str) -> str | None:
-    """The base an adapter given by `--checkpoint` was trained on: its run's `model.name_or_path` (config.yaml),
-    else the adapter's `base_model_name_or_path`; None for a full model or anything unreadable (checked later)."""
-    import yaml
-
-    folder = Path(path).expanduser()
-    adapter = folder / "model" if (folder / "model").is_dir() else folder
-    if not (adapter / "adapter_config.json").is_file():
-        return None
-    try:
-        if (folder / "config.yaml").is_file():
-            settings = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-            name = settings["model"]["name_or_path"]
-        else:
-            name = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))[
-                "base_model_name_or_path"
-            ]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) and name else None
-
-
 def load_dataset_dict(
     dataset: str,
     config_name: str | None = None,
