@@ -7,7 +7,7 @@ import importlib
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -69,8 +69,8 @@ EvalOnlyOption = Annotated[
 CheckpointOption = Annotated[
     str | None, typer.Option("--checkpoint", help="Saved model, adapter or run directory.")
 ]
-OutputDirOption = Annotated[
-    Path | None, typer.Option("--output-dir", help="Run directory [default: runs/...].")
+OutputDirOption = Annotated[  # no [ ] in a help: rich reads `[default: …]` as markup and prints nothing
+    Path | None, typer.Option("--output-dir", help="Run directory (default: runs/<homework>/<run>).")
 ]
 ReportsDirOption = Annotated[
     Path, typer.Option("--reports-dir", help="Where report fragments and summary go.")
@@ -78,7 +78,9 @@ ReportsDirOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue the newest run from its last checkpoint.")
 ]
-TrainSamplesOption = Annotated[str | None, typer.Option("--max-train-samples", help="Number, or 'all'.")]
+TrainSamplesOption = Annotated[
+    str | None, typer.Option("--max-train-samples", help="Number, or 'all' (also lifts the validation cap).")
+]
 EvalSamplesOption = Annotated[str | None, typer.Option("--max-eval-samples", help="Number, or 'all'.")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of model init and data order.")]
 LabelOption = Annotated[str | None, typer.Option("--label", help="What sets this run apart in the summary.")]
@@ -193,7 +195,8 @@ def _register(homework: str) -> None:
         with user_errors():
             if homework in VARIANT_OPTIONS:
                 _require_variant(homework, flag, variant)
-            overrides = list(set_overrides or []) + _flag_overrides(max_train_samples, max_eval_samples, seed)
+            flags = _flag_overrides(max_train_samples, max_eval_samples, seed, _schema(homework))
+            overrides = list(set_overrides or []) + flags
             for name, value in extra_values.items():
                 overrides += [] if value is None else extra[name][1](value)
             run_options = {"tiny": tiny, "eval_only": eval_only, "checkpoint": checkpoint, "resume": resume}
@@ -221,9 +224,14 @@ def _require_variant(homework: str, flag: str, variant: str | None) -> None:
 
 
 def _flag_overrides(
-    max_train_samples: str | None, max_eval_samples: str | None, seed: int | None
+    max_train_samples: str | None, max_eval_samples: str | None, seed: int | None, schema: type
 ) -> list[str]:
     overrides = [] if seed is None else [f"train.seed={seed}"]
+    if max_train_samples == "all" and "max_validation_samples" in get_type_hints(
+        get_type_hints(schema)["data"]
+    ):
+        # a full-data run tracks its validation loss on the whole validation split, as the course's did
+        overrides.append("data.max_validation_samples=null")
     for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
         if value is None:
             continue
@@ -239,8 +247,13 @@ def _load_config(
     """The homework's frozen config: its packaged variant, `--config`, `--set` and the run options."""
     from hw import config
 
-    schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
+    schema = _schema(homework)
     return config.load(schema, homework, variant, config_file=config_file, overrides=overrides, run=run)
+
+
+def _schema(homework: str) -> type:
+    """The homework's top-level config class."""
+    return getattr(importlib.import_module(f"hw.tasks.{homework}"), HOMEWORKS[homework][2])
 
 
 for _homework in HOMEWORKS:
@@ -360,7 +373,7 @@ def whisper_dataset(
     test_ratio: Annotated[
         float, typer.Option("--test-ratio", help="Share of each medium's clips in test/.")
     ] = 0.33,
-    seed: SeedOption = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the train/test split of each medium.")] = 42,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generate call.")] = 16,
     opencc: Annotated[
         str | None, typer.Option("--opencc", help="OpenCC conversion of the labels, e.g. s2twp.")

@@ -17,8 +17,18 @@ log = logging.getLogger(__name__)
 
 HOW_TO_DOWNLOAD = {
     "model": "`hf download {name} --local-dir DIR` where the Hub is reachable, then --set {key}=DIR",
-    "dataset": "`datasets.load_dataset({name!r}).save_to_disk(DIR)` where the Hub is reachable, then --set {key}=DIR",
+    # the repository's files, not `load_dataset(...).save_to_disk`: that fails on a loading-script dataset
+    "dataset": "`hf download {name} --repo-type dataset{options} --local-dir DIR` where the Hub is reachable, "
+    "then --set {key}=DIR",
 }
+
+
+def dataset_download(name: str, key: str, revision: str = "main", data_dir: str | None = None) -> str:
+    """How to fetch a Hub dataset on a connected machine and read it here: the advice every message gives."""
+    options = (f" --revision {revision}" if revision != "main" else "") + (
+        f" --include '{data_dir}/*'" if data_dir else ""
+    )
+    return HOW_TO_DOWNLOAD["dataset"].format(name=name, key=key, options=options)
 
 
 def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.name_or_path") -> str:
@@ -80,9 +90,18 @@ def resolve_checkpoint(path: str) -> str:
 
 
 def load_dataset_dict(
-    dataset: str, config_name: str | None = None, revision: str = "main", key: str = "data.dataset"
+    dataset: str,
+    config_name: str | None = None,
+    revision: str = "main",
+    key: str = "data.dataset",
+    data_dir: str | None = None,
 ):
-    """Load every split of a dataset from the Hub, a `save_to_disk` folder, or a folder of csv/json/parquet files."""
+    """Load every split of a dataset from the Hub, a `save_to_disk` folder, or a folder of csv/json/parquet files.
+
+    Args:
+        data_dir: subfolder whose files are read, on the Hub and in a local copy alike (the locale of
+            Common Voice's parquet export, which has no configurations of its own).
+    """
     import datasets
 
     name = tiny.resolve(dataset)
@@ -93,15 +112,21 @@ def load_dataset_dict(
             raise HwError(f"{key}: {problem}")
         if (path / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(path))
-        _require_examples(path, dataset, key)
+        folder = path / data_dir if data_dir else path
+        if not folder.is_dir():
+            raise HwError(
+                f"data.data_dir: {data_dir!r} is not a folder of {dataset!r}; set it to the subfolder that "
+                "holds the split files (e.g. the locale, fr), or to null"
+            )
+        _require_examples(folder, dataset, key)
         try:
-            return datasets.load_dataset(str(path))
+            return datasets.load_dataset(str(path), data_dir=data_dir)
         except Exception as error:
             raise HwError(f"{key}: could not read the files in {dataset!r} ({_first_line(error)})") from None
     try:
-        return datasets.load_dataset(name, config_name, revision=revision)
+        return datasets.load_dataset(name, config_name, revision=revision, data_dir=data_dir)
     except Exception as error:
-        raise _unreachable("dataset", name, key, error) from None
+        raise _unreachable("dataset", name, key, error, revision, data_dir) from None
 
 
 # Data files `datasets` reads from a folder, and how many leading lines hold no example (a CSV header).
@@ -178,7 +203,11 @@ AUDIOFOLDER_SPLITS = {"train": "train", "validation": "validation", "dev": "vali
 
 
 def load_speech_splits(
-    dataset: str, config_name: str | None = None, revision: str = "main", text_column: str = "sentence"
+    dataset: str,
+    config_name: str | None = None,
+    revision: str = "main",
+    text_column: str = "sentence",
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Every split of a speech dataset as a `datasets.Dataset` with columns `audio` and `sentence`.
 
@@ -188,13 +217,14 @@ def load_speech_splits(
 
     Args:
         text_column: the transcript column of a Hub or `save_to_disk` dataset.
+        data_dir: subfolder of a Hub dataset or its local copy (see `load_dataset_dict`).
     """
     path = Path(tiny.resolve(dataset)).expanduser()
     if path.is_dir() and any((path / name).is_file() for name in COMMONVOICE_SPLITS.values()):
         return _commonvoice(path)
     if path.is_dir() and _metadata_files(path):
         return _audiofolder(path, text_column)
-    dataset_dict = load_dataset_dict(dataset, config_name, revision)
+    dataset_dict = load_dataset_dict(dataset, config_name, revision, data_dir=data_dir)
     return {name: _audio_and_sentence(split, text_column, dataset) for name, split in dataset_dict.items()}
 
 
@@ -284,11 +314,16 @@ def dataset_folder_problem(path: Path, dataset: str) -> str | None:
     return None if path.is_dir() else f"{dataset!r} does not exist; give a dataset folder or a Hub id"
 
 
-def _unreachable(kind: str, name: str, key: str, error: Exception) -> HwError:
+def _unreachable(
+    kind: str, name: str, key: str, error: Exception, revision: str = "main", data_dir: str | None = None
+) -> HwError:
     reason = _first_line(error)
     if type(error).__name__ == "LocalEntryNotFoundError":  # its own text ends in generic advice, cut mid-word
         reason = "not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1"
-    how = HOW_TO_DOWNLOAD[kind].format(name=name, key=key)
+    if kind == "model":
+        how = HOW_TO_DOWNLOAD["model"].format(name=name, key=key)
+    else:
+        how = dataset_download(name, key, revision, data_dir)
     return HwError(f"{kind} {name!r} could not be loaded from the Hugging Face Hub ({reason}); use {how}")
 
 

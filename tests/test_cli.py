@@ -1,5 +1,6 @@
 """The command line: help is fast and complete; user errors are one line with exit code 2."""
 
+import re
 import subprocess
 import sys
 
@@ -99,3 +100,30 @@ def test_finished_run_directory_is_never_overwritten(tmp_path, monkeypatch) -> N
     line = one_line_error(["yelp", "--tiny", "--output-dir", str(finished)])
     assert "already holds a finished run" in line
     assert (finished / "metrics.json").read_text() == '{"final": {"accuracy": 0.9}}'
+
+
+def _help_text(*command: str) -> str:
+    """A command's help as plain words: rich's box and line wrapping removed."""
+    output = runner.invoke(app, [*command, "--help"]).output
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
+
+
+def test_help_texts_show_the_run_directory_default_and_what_the_seed_seeds() -> None:
+    assert "Run directory (default: runs/<homework>/<run>)." in _help_text("whisper")
+    output = _help_text("whisper-dataset")
+    assert "Seed of the train/test split of each medium." in output
+    assert "model init" not in output
+
+
+def test_max_train_samples_all_also_lifts_the_validation_cap() -> None:
+    from hw import cli, config
+    from hw.tasks.whisper import WhisperConfig
+
+    overrides = cli._flag_overrides("all", "all", None, WhisperConfig)
+    data = config.load(WhisperConfig, "whisper", "zh", overrides=overrides).data
+    assert (data.max_train_samples, data.max_validation_samples, data.max_eval_samples) == (None, None, None)
+    data = config.load(
+        WhisperConfig, "whisper", "zh", overrides=cli._flag_overrides("64", None, None, WhisperConfig)
+    ).data
+    assert (data.max_train_samples, data.max_validation_samples, data.max_eval_samples) == (64, 320, 320)
+    assert cli._flag_overrides("all", None, None, cli._schema("yelp")) == ["data.max_train_samples=null"]

@@ -364,7 +364,10 @@ def test_lora_null_means_a_full_fine_tune_and_list_items_are_checked(tmp_path: P
     assert failed[-1].startswith(
         "data owner/not-cached (data.eval_sets[1].eval_dataset): not in the Hugging Face cache"
     )
-    assert failed[-1].endswith("and put DIR in data.eval_sets[1].eval_dataset of a --config file")
+    assert failed[-1].endswith(
+        "`hf download owner/not-cached --repo-type dataset --local-dir DIR` where the Hub is reachable, "
+        "then put DIR in data.eval_sets[1].eval_dataset of a --config file"
+    )
 
 
 @dataclass(frozen=True)
@@ -421,3 +424,16 @@ def test_a_local_model_is_judged_by_the_runs_own_rule(tmp_path: Path):
     assert (
         "  ✗ data reviews.csv (data.dataset): 'reviews.csv' is a file; give the folder that holds train/test files"
     ) in lines
+
+
+def test_whisper_offline_gives_the_readme_download_command_for_its_locale():
+    result = _doctor("whisper", "--lang", "zh")
+
+    advice = (
+        "use `hf download legacy-datasets/common_voice --repo-type dataset --revision refs/convert/parquet "
+        "--include 'zh-CN/*' --local-dir DIR` where the Hub is reachable, then --set data.dataset=DIR"
+    )
+    assert any(line.startswith("  ✗ data legacy-datasets/common_voice (data.dataset)") and line.endswith(advice)
+               for line in result.output.splitlines()), result.output  # fmt: skip
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert advice.split("`")[1].replace("zh-CN", "fr") in readme

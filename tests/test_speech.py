@@ -45,6 +45,49 @@ def write_commonvoice(folder: Path, splits: dict[str, list[tuple[str, str, float
                 writer.writerow(["speaker", name, sentence, 2, 0, "", "", "", "fr", ""])
 
 
+# The files of `legacy-datasets/common_voice` at revision `refs/convert/parquet` (Common Voice 6.1): one folder
+# per locale, the splits' shards named `common_voice-<split>[-NNNNN-of-NNNNN].parquet`, and besides train,
+# validation and test the `other`, `invalidated` and `validated` splits a run must not read.
+CV_EXPORT_SPLITS = ("train", "validation", "test", "other", "invalidated", "validated")
+
+
+def write_commonvoice_parquet(
+    root: Path, locale: str, shards: dict[str, list[tuple[str, np.ndarray]]]
+) -> None:
+    """The Hub's parquet export of Common Voice: `root/<locale>/common_voice-<shard>.parquet`, columns as the
+    loading script declared them, `audio` a `{bytes, path}` struct of 48 kHz mp3 bytes.
+
+    Args:
+        shards: file name part (`train-00000-of-00002`, `test`) → (sentence, 16 kHz waveform) rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import soxr
+
+    (root / locale).mkdir(parents=True, exist_ok=True)
+    audio_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for shard, rows in shards.items():
+        paths, clips = [], []
+        for index, (_, waveform) in enumerate(rows):
+            buffer = io.BytesIO()
+            soundfile.write(buffer, soxr.resample(waveform, 16000, 48000), 48000, format="MP3")
+            paths.append(f"common_voice_{locale}_{shard}_{index}.mp3")
+            clips.append({"bytes": buffer.getvalue(), "path": paths[-1]})
+        count = len(rows)
+        table = {
+            "client_id": ["speaker"] * count,
+            "path": paths,
+            "audio": pa.array(clips, audio_type),
+            "sentence": [sentence for sentence, _ in rows],
+            "up_votes": pa.array([2] * count, pa.int64()),
+            "down_votes": pa.array([0] * count, pa.int64()),
+            **{column: [""] * count for column in ("age", "gender", "accent")},
+            "locale": [locale] * count,
+            "segment": [""] * count,
+        }
+        pq.write_table(pa.table(table), root / locale / f"common_voice-{shard}.parquet")
+
+
 def write_audiofolder(folder: Path, rows: list[tuple[str, str]]) -> None:
     folder.mkdir(parents=True)
     with (folder / "metadata.csv").open("w", encoding="utf-8", newline="") as handle:
@@ -80,6 +123,43 @@ def test_commonvoice_tsv_without_path_and_sentence_names_them(tmp_path: Path) ->
         HwError, match=r"train\.tsv lacks column\(s\) path, sentence \(it has: client_id, file, text\)"
     ):
         sources.load_speech_splits(str(tmp_path / "cv"))
+
+
+def test_commonvoice_parquet_export_reads_one_locale_train_validation_test(tmp_path: Path) -> None:
+    rows = [("le chat", _tone(0.5, 16000)), ("la maison", _tone(0.25, 16000))]
+    shards = {"train-00000-of-00002": rows, "train-00001-of-00002": rows[:1], "validation": rows[:1],
+              "test": rows, "other": rows, "invalidated": rows[:1], "validated-00000-of-00001": rows}  # fmt: skip
+    write_commonvoice_parquet(tmp_path / "cv", "fr", shards)
+    write_commonvoice_parquet(tmp_path / "cv", "zh-CN", {"train": [("你好", _tone(0.5, 16000))] * 4})
+
+    splits = sources.load_speech_splits(str(tmp_path / "cv"), data_dir="fr")
+
+    # both train shards, and none of other / invalidated / validated, nor another locale
+    assert {name: len(split) for name, split in splits.items()} == {"train": 3, "validation": 1, "test": 2}
+    assert splits["test"]["sentence"] == ["le chat", "la maison"]
+    clip = splits["test"][1]["audio"]
+    assert set(clip) == {"bytes", "path"} and clip["path"] == "common_voice_fr_test_1.mp3"
+    assert abs(len(speech.load_clip(clip)) - 4000) < 1200  # 0.25 s at 16 kHz, give or take the mp3 padding
+
+
+def test_a_missing_data_dir_names_the_key(tmp_path: Path) -> None:
+    write_commonvoice_parquet(tmp_path / "cv", "fr", {"test": [("le chat", _tone(0.5, 16000))]})
+    with pytest.raises(HwError, match=r"data\.data_dir: 'de' is not a folder of .*; set it to the subfolder"):
+        sources.load_speech_splits(str(tmp_path / "cv"), data_dir="de")
+
+
+def test_an_unreachable_hub_dataset_says_how_to_download_its_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub cannot be reached from the tests: offline, as a user
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+    with pytest.raises(HwError) as raised:
+        sources.load_speech_splits(
+            "legacy-datasets/common_voice", None, "refs/convert/parquet", data_dir="fr"
+        )
+    assert str(raised.value).endswith(
+        "use `hf download legacy-datasets/common_voice --repo-type dataset --revision refs/convert/parquet "
+        "--include 'fr/*' --local-dir DIR` where the Hub is reachable, then --set data.dataset=DIR"
+    )
 
 
 def test_audiofolder_with_split_subfolders_and_a_comma_in_a_transcript(tmp_path: Path) -> None:

@@ -53,6 +53,8 @@ class DataGroup:
     sources: dict[str, tuple[str | None, DataSource]]
     """Field name → (value, its `DataSource` marker)."""
     revision: str
+    data_dir: str | None = None
+    """The subfolder a Hub dataset is read from (`data.data_dir`), which its download advice names."""
 
 
 def find(cfg: Any) -> tuple[list[ModelNeed], list[DataGroup]]:
@@ -73,7 +75,7 @@ def _walk(node: Any, prefix: str, settings: dict[str, Any], models: list, data: 
     }
     marked = {name: (values[name], marker) for name in values if (marker := _marker(hints[name]))}
     if marked:
-        data.append(DataGroup(prefix, marked, values.get("revision") or "main"))
+        data.append(DataGroup(prefix, marked, values.get("revision") or "main", values.get("data_dir")))
     for name, value in values.items():
         if isinstance(value, ModelConfig):
             models.append((f"{prefix}{name}.name_or_path", value, settings))
@@ -156,7 +158,7 @@ def data_checks(group: DataGroup) -> list[Check]:
         if marker.hub:
             status, where = locate_dataset(value, group.revision)
             if status == "fail" and not sources.is_local(value):
-                where += "; " + _dataset_advice(value, key)
+                where += "; " + _dataset_advice(value, key, group)
         elif value.startswith(tiny.PREFIX):
             status, where = "ok", TINY_DATA
         else:  # a file or folder the homework reads directly, never from the Hub
@@ -171,11 +173,9 @@ def data_checks(group: DataGroup) -> list[Check]:
     return checks
 
 
-def _dataset_advice(name: str, key: str) -> str:
+def _dataset_advice(name: str, key: str, group: DataGroup) -> str:
     """The download advice of `hw.sources`; a list item (`data.eval_sets[1].dataset`) has no `--set` of its own."""
+    advice = "use " + sources.dataset_download(name, key, group.revision, group.data_dir)
     if "[" not in key:
-        return "use " + sources.HOW_TO_DOWNLOAD["dataset"].format(name=name, key=key)
-    return (
-        f"save it where the Hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(DIR)`) "
-        f"and put DIR in {key} of a --config file"
-    )
+        return advice
+    return advice.replace(f"then --set {key}=DIR", f"then put DIR in {key} of a --config file")

@@ -10,7 +10,7 @@ from hw import config
 from hw.errors import HwError
 from hw.tasks import whisper
 from tests.invoking import invoke, one_line_error
-from tests.test_speech import write_audiofolder, write_commonvoice
+from tests.test_speech import write_audiofolder, write_commonvoice, write_commonvoice_parquet
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -149,6 +149,55 @@ def test_an_audiofolder_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # No validation split: the test split stands in for it, and the log says so.
     assert metrics["data"] == {"train": 8, "validation": 2, "eval": 2}
     assert "no 'validation' split" in (tmp_path / "run" / "run.log").read_text(encoding="utf-8")
+
+
+def test_packaged_data_is_the_common_voice_parquet_export() -> None:
+    for language, locale in (("fr", "fr"), ("zh", "zh-CN")):
+        data = config.load(whisper.WhisperConfig, "whisper", language).data
+        assert (data.dataset, data.revision, data.data_dir, data.config_name) == (
+            "legacy-datasets/common_voice",
+            "refs/convert/parquet",
+            locale,
+            None,
+        )
+        assert (data.train_split, data.validation_split, data.eval_split, data.text_column) == (
+            "train",
+            "validation",
+            "test",
+            "sentence",
+        )
+        sources = [
+            entry.source for entry in config.load(whisper.WhisperConfig, "whisper", language).reference
+        ]
+        assert all("Common Voice 11" in source or "version" in source for source in sources), sources
+
+
+@pytest.mark.slow
+def test_the_parquet_export_layout_trains_and_all_lifts_every_cap(tmp_path: Path) -> None:
+    """A local copy of the default dataset (`hf download … --include 'fr/*'`) runs with the packaged data keys;
+    `--max-train-samples all` / `--max-eval-samples all` read every clip of train, validation and test."""
+    from hw import sources, speech
+    from hw.tiny import assets
+
+    assets.materialize("tiny:commonvoice-fr")
+    tiny_fr = sources.load_speech_splits("tiny:commonvoice-fr")
+
+    def rows(split: str, count: int) -> list:
+        return [
+            (row["sentence"], speech.load_clip(row["audio"])) for row in tiny_fr[split].select(range(count))
+        ]
+
+    write_commonvoice_parquet(
+        tmp_path / "cv",
+        "fr",
+        {"train-00000-of-00002": rows("train", 6), "train-00001-of-00002": rows("train", 4),
+         "validation": rows("validation", 5), "test": rows("test", 5), "other": rows("train", 3)},
+    )  # fmt: skip
+    caps = ["--set", "data.max_validation_samples=2", "--set", "data.max_eval_samples=3"]
+    metrics = _whisper(tmp_path, "run", "--lang", "fr", "--set", f"data.dataset={tmp_path / 'cv'}",
+                       "--set", "data.data_dir=fr", *caps, "--max-train-samples", "all",
+                       "--max-eval-samples", "all", "--set", "train.num_train_epochs=1")  # fmt: skip
+    assert metrics["data"] == {"train": 10, "validation": 5, "eval": 5}
 
 
 @pytest.mark.slow

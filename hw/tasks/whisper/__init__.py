@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 class WhisperData:
     """Which clips, how many, and from where."""
 
-    dataset: Dataset = "mozilla-foundation/common_voice_11_0"
+    dataset: Dataset = "legacy-datasets/common_voice"
     """Hub id (parquet), `save_to_disk` folder, Common Voice download (clips/ + TSVs), audiofolder, or `tiny:NAME`."""
     config_name: str | None = None
-    """Hub dataset configuration: the Common Voice locale (`zh-CN`, `fr`)."""
-    revision: str = "main"
-    """Hub dataset branch, tag or commit."""
+    """Hub dataset configuration, for a parquet copy that declares its locales as configurations."""
+    revision: str = "refs/convert/parquet"
+    """Hub dataset branch, tag or commit (the default dataset is read from the Hub's parquet export)."""
+    data_dir: str | None = None
+    """Subfolder read, on the Hub and in a local copy: the Common Voice locale of the parquet export (`fr`)."""
     train_split: str = "train"
     """Split to train on."""
     validation_split: str = "validation"
@@ -180,7 +182,9 @@ def _language_notes(cfg: WhisperConfig) -> list[str]:
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
     """Train, validation and eval splits, shuffled with the course's seed and cut to the configured sizes."""
-    dataset_dict = sources.load_speech_splits(data.dataset, data.config_name, data.revision, data.text_column)
+    dataset_dict = sources.load_speech_splits(
+        data.dataset, data.config_name, data.revision, data.text_column, data.data_dir
+    )
     wanted = {}
     if need_train:
         validation = data.validation_split
