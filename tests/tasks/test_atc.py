@@ -159,6 +159,18 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
     )
 
 
+@pytest.mark.slow
+def test_asr_only_evaluation_scores_the_none_column_alone(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    invoke(["atc", "--tiny", "--eval-only", "--set", "corrector=null", "--output-dir", str(run_dir),
+            "--reports-dir", str(tmp_path / "reports")])  # fmt: skip
+    assert set(_stage_marks(run_dir)) == {"transcribe", "score"}
+    metrics = _metrics(run_dir)
+    assert sorted(metrics["final"]) == ["atco2/zero_shot/none/wer", "atcosim/zero_shot/none/wer"]
+    assert [row[:2] for row in metrics["tables"][0]["rows"] if "(" not in row[0]] == [["zero-shot", "none"]]
+    assert metrics["weights"].endswith("no corrector (ASR only)")
+
+
 def test_packaged_config_loads_with_the_course_defaults() -> None:
     cfg = config.load(atc.AtcConfig, "atc")
     assert (cfg.model.name_or_path, cfg.train.learning_rate, cfg.train.max_steps) == (
