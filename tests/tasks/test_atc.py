@@ -171,6 +171,19 @@ def test_asr_only_evaluation_scores_the_none_column_alone(tmp_path) -> None:
     assert metrics["weights"].endswith("no corrector (ASR only)")
 
 
+@pytest.mark.slow
+def test_every_model_is_resolved_before_the_first_stage(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    unusable = ["corrector.model.name_or_path=/no/such/llama"]
+    message = one_line_error(["atc", "--tiny", "--eval-only", "--set", unusable[0]])
+    assert message.startswith("corrector.model.name_or_path: '/no/such/llama' does not exist"), message
+    assert not (tmp_path / "runs").exists()  # nothing ran, so nothing is kept
+    # The preflight alone finds it (the tiny assets are built now): no stage runs before the error.
+    cfg = config.load(atc.AtcConfig, "atc", overrides=unusable, run={"tiny": True})
+    with pytest.raises(HwError, match=r"^corrector\.model\.name_or_path: '/no/such/llama' does not exist"):
+        atc._preflight(cfg)
+
+
 def test_packaged_config_loads_with_the_course_defaults() -> None:
     cfg = config.load(atc.AtcConfig, "atc")
     assert (cfg.model.name_or_path, cfg.train.learning_rate, cfg.train.max_steps) == (

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hw import runs, sources, speech, stages
+from hw import models, runs, sources, speech, stages, weight_checks
 from hw.errors import HwError
 from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks.atc import asr, correct, score
@@ -161,7 +161,10 @@ def _eval_clips(data: AtcData) -> tuple[Clips, ...]:
 
 
 def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
-    """Fail before any stage runs on a dataset or checkpoint that is missing.
+    """Fail before any stage runs on a dataset, model or checkpoint that is missing or of the wrong kind.
+
+    Every model a stage will load is resolved here (names and configs only, no weights): a corrector that
+    cannot be had fails in seconds, not after the ASR has trained.
 
     Returns:
         The ASR's --checkpoint and the corrector's checkpoint, resolved (None where not given).
@@ -177,6 +180,10 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
             f"corrector.checkpoint {checkpoint!r} does not exist; give a saved corrector adapter or model "
             "directory (e.g. runs/atc/RUN/stages/corrector_train/model) or remove the setting"
         )
+    weight_checks.require_family(models.resolve(cfg.model), "whisper")
+    if cfg.corrector is not None:
+        corrector_base = models.resolve(cfg.corrector.model, key="corrector.model.name_or_path")
+        weight_checks.require_family(corrector_base, "causal_lm")
     training = [] if cfg.run.eval_only else _training_clips(cfg.data)
     asr.check_data([*training, *_eval_clips(cfg.data)])
     asr_checkpoint = cfg.run.checkpoint and sources.resolve_checkpoint(cfg.run.checkpoint)
