@@ -226,10 +226,11 @@ def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utter
     ("column", "corpus", "mean_utterance"),
     [
         # Measured: ICAO spellings, case, punctuation and number form forgiven on both sides. At corpus level
-        # the base Llama-2 then helps a little (0.8134 → 0.7940), where the homework's unnormalized mean of
+        # the base Llama-2 then helps a little (0.7894 → 0.7746), where the homework's unnormalized mean of
         # per-utterance WER said it hurt (1.0249 → 1.0685).
-        ("whisper_text", 0.8134, 0.8999),
-        ("llm_text", 0.7940, 0.8957),
+        # Before Whisper's written digit runs were joined (`1 0` → `10`, `121-855` → `121855`): 0.8134, 0.7940.
+        ("whisper_text", 0.7894, 0.8723),
+        ("llm_text", 0.7746, 0.8761),
     ],
 )
 def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utterance) -> None:
