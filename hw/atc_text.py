@@ -97,6 +97,9 @@ _THOUSANDS_SEPARATOR = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 # A dot is a decimal point only between two digits ("134.6"); elsewhere it ends a sentence.
 _NON_DECIMAL_DOT = re.compile(r"(?<![0-9])\.|\.(?![0-9])")
 _PUNCTUATION = re.compile(r"[^\w\s.]|_")
+# Whisper writes a number read in groups with hyphens (`1-3`, `121-855`): one number, as spoken digits are.
+_DIGIT_HYPHEN = re.compile(r"(?<=[0-9])-(?=[0-9])")
+_SINGLE_DIGIT_RUN = re.compile(r"(?<!\S)[0-9](?: [0-9])+(?!\S)")
 
 
 def normalize(text: str) -> str:
@@ -107,7 +110,11 @@ def normalize(text: str) -> str:
     digits (`134.6`: in digit-form text it is the decimal point, and removing it would merge
     `134` and `6`); thousands separators dropped (`5,000` → `5000`); hesitations removed; ICAO and
     phraseology spelling variants unified (`alpha` → `alfa`, `juliet` → `juliett`, `niner` → `nine`,
-    `goodbye` → `good bye`); `point` between two numbers → `decimal`; whitespace collapsed.
+    `goodbye` → `good bye`); `point` between two numbers → `decimal`; whitespace collapsed. Written digits
+    are joined the way `words_to_digits` joins spoken ones, where that is safe: digit groups joined by hyphens
+    (`121-855` → `121855`, `1-3` → `13`) and runs of single digits (`1 0` → `10`, `5 3 1 8` → `5318`), so a
+    transcript is not charged for how Whisper formats a number. Multi-digit groups apart (`9 5000`, `1 20`)
+    stay apart: `5000` may be a quantity, which ends a spoken number too.
 
     Args:
         text: a reference or hypothesis, in any case, possibly several lines.
@@ -120,11 +127,17 @@ def normalize(text: str) -> str:
         text = "".join(character for character in text if not unicodedata.combining(character))
     text = text.lower()
     text = _ANNOTATION.sub(" ", text)
-    text = _THOUSANDS_SEPARATOR.sub("", text)
+    text = _THOUSANDS_SEPARATOR.sub("", _DIGIT_HYPHEN.sub("", text))
     text = _PUNCTUATION.sub(" ", _NON_DECIMAL_DOT.sub(" ", text))
     tokens = [token for token in text.split() if token not in _HESITATIONS]
     tokens = _VARIANT_PATTERN.sub(lambda match: _VARIANTS[match.group(1)], " ".join(tokens)).split()
-    return " ".join(_spoken_decimal_points(tokens))
+    return " ".join(_spoken_decimal_points(_joined_single_digits(tokens)))
+
+
+def _joined_single_digits(tokens: list[str]) -> list[str]:
+    """Runs of single-digit tokens as one token: `1 0` → `10`, while `1.0 5` stays."""
+    text = _SINGLE_DIGIT_RUN.sub(lambda run: run.group().replace(" ", ""), " ".join(tokens))
+    return text.split()
 
 
 def _spoken_decimal_points(tokens: list[str]) -> list[str]:

@@ -312,7 +312,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:
     """Check `data` against a dataclass, appending every problem found; returns None if any."""
     if not isinstance(data, dict):
-        problems.append(f"{path or 'config'}: expected a mapping, got {data!r}")
+        problems.append(f"{path.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
         return None
     before = len(problems)
     hints = get_type_hints(schema)  # without Annotated: its markers are for doctor, values stay str

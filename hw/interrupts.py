@@ -68,10 +68,11 @@ def interruptible(run_dir: Path, *, resumable: bool = True) -> Iterator[None]:
         _state.signum, _state.training = None, False
 
 
-def continue_command(run_dir: Path) -> str:
-    """This process's `hw` command line with `--resume --output-dir RUN_DIR` added where missing."""
+def continue_command(run_dir: Path, resume: bool = True) -> str:
+    """This process's `hw` command line with `--resume` (unless not `resume`: an eval-only run, which reads its
+    cached stages back from its directory) and `--output-dir RUN_DIR` added where missing."""
     arguments = sys.argv[1:]
-    if "--resume" not in arguments:
+    if resume and "--resume" not in arguments:
         arguments = [*arguments, "--resume"]
     if not any(argument == "--output-dir" or argument.startswith("--output-dir=") for argument in arguments):
         arguments = [*arguments, "--output-dir", str(run_dir)]

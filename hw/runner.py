@@ -45,7 +45,8 @@ def run_homework(
     settings = config.to_dict(cfg)
     run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)
     # Status `finished` once the fragment is written, `failed` if anything raises.
-    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created):
+    continue_with = interrupts.continue_command(run_dir, resume=not cfg.run.eval_only)
+    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created, continue_with):
         runs.prepare(run_dir)
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is

@@ -279,23 +279,41 @@ def _unwritable(path: Path, error: OSError) -> HwError:
 
 
 @contextlib.contextmanager
-def removed_on_user_error(directory: Path, created: Path | None) -> Iterator[None]:
+def removed_on_user_error(
+    directory: Path, created: Path | None, continue_with: str | None = None
+) -> Iterator[None]:
     """Remove `created`, the topmost folder a command created for `directory` (`topmost_missing` before it did),
-    when a user error stops it before a checkpoint.
+    when a user error stops it before any work was saved.
 
     A typo found in the first second then leaves nothing behind, not even an empty `runs/<homework>/`; a run
-    that saved a checkpoint keeps it for `--resume`, one that wrote its record (metrics.json) keeps it, and a
-    folder that existed before is never removed.
+    that saved a checkpoint or finished a stage (`hw.stages`) keeps them, and its error ends with how to continue
+    (`continue_with`, a command); one that wrote its record (metrics.json) is kept; a folder that existed before
+    is never removed.
     """
     try:
         yield
     except Interrupted:
         raise  # its message says to continue with --resume in this directory
-    except HwError:
-        kept = any(directory.glob("checkpoints/checkpoint-*")) or (directory / "metrics.json").exists()
-        if created is not None and not kept:
+    except HwError as error:
+        saved = _saved_work(directory)
+        if saved and continue_with:
+            # The same error (its type, its exit code), with what was kept and the way back to it.
+            error.args = (
+                f"{error}; {saved} kept in {directory}: once fixed, continue with: {continue_with}",
+            )
+        elif created is not None and not saved and not (directory / "metrics.json").exists():
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def _saved_work(directory: Path) -> str | None:
+    """What a stopped run saved that a continued one reads back: its finished stages or its checkpoints."""
+    from hw import stages  # which imports this module
+
+    done = stages.finished(directory / "stages")
+    if done:
+        return f"finished stage(s) {', '.join(done)}"
+    return "checkpoints" if any(directory.glob("checkpoints/checkpoint-*")) else None
 
 
 def write_json(path: Path, data: Any, *, sort_keys: bool = False) -> None:

@@ -90,6 +90,12 @@ def cached(stages_dir: Path, name: str, key: str) -> bool:
     return damage is None
 
 
+def finished(stages_dir: Path) -> list[str]:
+    """The stages whose outputs are in place under `stages_dir` (marker written), in the order they finished."""
+    markers = sorted(stages_dir.glob(f"*/{MARKER}"), key=lambda marker: marker.stat().st_mtime)
+    return [marker.parent.name for marker in markers]
+
+
 def _inventory(folder: Path) -> dict[str, dict[str, Any]]:
     """Every output file under `folder` by relative path: its size, and its sha256 when under `_HASHED_BELOW`."""
     found: dict[str, dict[str, Any]] = {}

@@ -25,12 +25,26 @@ NORMALIZE_CASES = [
     ("CSA One\n\nthree  four   ", "csa one three four"),
     ("one three two point five, holding point", "one three two decimal five holding point"),
     ("", ""),
+    # Whisper's digit formatting, joined as spoken digits are: hyphenated groups and runs of single digits.
+    ("Lufthansa 1 0, contact 121-855", "lufthansa 10 contact 121855"),
+    ("runway 1-3, heading 2-7-0, squawk 7 0 0 0", "runway 13 heading 270 squawk 7000"),
+    # Multi-digit groups apart stay apart (`5000` may be a quantity), and a decimal keeps its digits.
+    ("climb 9 5000, turn 1 20, 1.0 5", "climb 9 5000 turn 1 20 1.0 5"),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), NORMALIZE_CASES)
 def test_normalize_hand_worked(text, expected):
     assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("spoken", "whisper"),
+    [("one zero", "1 0"), ("one three", "1-3"), ("one two one eight five five", "121-855"),
+     ("five three one eight", "5 3 1 8")],
+)  # fmt: skip
+def test_whisper_digits_score_as_the_spoken_reference(spoken, whisper):
+    assert words_to_digits(normalize(whisper)) == words_to_digits(normalize(spoken))
 
 
 @pytest.mark.parametrize("text", [text for text, _ in NORMALIZE_CASES])

@@ -90,6 +90,12 @@ def test_set_values_are_parsed_as_yaml() -> None:
     assert cfg.lora.target_modules == ["q_lin", "v_lin"] and cfg.lora.r == 16
 
 
+def test_a_group_set_to_null_is_named_without_a_trailing_dot() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.load(_schema("yelp"), "yelp", overrides=["train=null"])
+    assert raised.value.problems == ["train: expected a mapping, got None"]
+
+
 def test_malformed_yaml_is_one_line(tmp_path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [unclosed\n")

@@ -323,6 +323,10 @@ def test_the_command_that_continues_adds_only_what_is_missing(monkeypatch: pytes
     )
     monkeypatch.setattr(sys, "argv", ["hw", "qa", "--output-dir=runs/x"])
     assert continue_command(Path("runs/x")) == "hw qa --output-dir=runs/x --resume"
+    monkeypatch.setattr(
+        sys, "argv", ["hw", "atc", "--eval-only"]
+    )  # reads its cached stages back, no --resume
+    assert continue_command(Path("runs/y"), resume=False) == "hw atc --eval-only --output-dir runs/y"
 
 
 def test_a_second_signal_exits_at_once(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:

@@ -190,6 +190,23 @@ def test_jsonl_keeps_the_line_breaks_that_only_unicode_counts_inside_its_strings
     assert runs.read_jsonl(tmp_path / "samples.jsonl") == rows
 
 
+def test_a_finished_stage_keeps_the_run_directory_and_the_error_says_how_to_continue(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "atc" / "atc-20260101-000000"
+    resume = f"hw atc --resume --output-dir {run_dir}"
+    with pytest.raises(HwError) as raised, runs.removed_on_user_error(run_dir, tmp_path / "runs", resume):
+        for name in ("asr_train", "transcribe"):
+            (run_dir / "stages" / name).mkdir(parents=True)
+            (run_dir / "stages" / name / "stage.json").write_text("{}")
+            time.sleep(0.01)  # the markers' times give the order the stages finished in
+        (run_dir / "stages" / ".correct-0123.partial").mkdir()  # an unfinished stage does not count
+        raise HwError("corrector.model.name_or_path: 'x' cannot be loaded")
+    assert str(raised.value) == (
+        f"corrector.model.name_or_path: 'x' cannot be loaded; finished stage(s) asr_train, transcribe kept in "
+        f"{run_dir}: once fixed, continue with: {resume}"
+    )
+    assert (run_dir / "stages" / "transcribe" / "stage.json").is_file()
+
+
 def test_a_run_that_wrote_its_record_keeps_its_directory(tmp_path: Path) -> None:
     recorded = tmp_path / "runs" / "yelp" / "eval"
     with pytest.raises(HwError), runs.removed_on_user_error(recorded, tmp_path / "runs"):

@@ -160,6 +160,31 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch) -> None:
     )
 
 
+@pytest.mark.slow
+def test_asr_only_evaluation_scores_the_none_column_alone(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    invoke(["atc", "--tiny", "--eval-only", "--set", "corrector=null", "--output-dir", str(run_dir),
+            "--reports-dir", str(tmp_path / "reports")])  # fmt: skip
+    assert set(_stage_marks(run_dir)) == {"transcribe", "score"}
+    metrics = _metrics(run_dir)
+    assert sorted(metrics["final"]) == ["atco2/zero_shot/none/wer", "atcosim/zero_shot/none/wer"]
+    assert [row[:2] for row in metrics["tables"][0]["rows"] if "(" not in row[0]] == [["zero-shot", "none"]]
+    assert metrics["weights"].endswith("no corrector (ASR only)")
+
+
+@pytest.mark.slow
+def test_every_model_is_resolved_before_the_first_stage(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    unusable = ["corrector.model.name_or_path=/no/such/llama"]
+    message = one_line_error(["atc", "--tiny", "--eval-only", "--set", unusable[0]])
+    assert message.startswith("corrector.model.name_or_path: '/no/such/llama' does not exist"), message
+    assert not (tmp_path / "runs").exists()  # nothing ran, so nothing is kept
+    # The preflight alone finds it (the tiny assets are built now): no stage runs before the error.
+    cfg = config.load(atc.AtcConfig, "atc", overrides=unusable, run={"tiny": True})
+    with pytest.raises(HwError, match=r"^corrector\.model\.name_or_path: '/no/such/llama' does not exist"):
+        atc._preflight(cfg)
+
+
 def test_packaged_config_loads_with_the_course_defaults() -> None:
     cfg = config.load(atc.AtcConfig, "atc")
     assert (cfg.model.name_or_path, cfg.train.learning_rate, cfg.train.max_steps) == (
@@ -202,10 +227,11 @@ def test_score_asr_reproduces_the_homework_figures(normalize, column, mean_utter
     ("column", "corpus", "mean_utterance"),
     [
         # Measured: ICAO spellings, case, punctuation and number form forgiven on both sides. At corpus level
-        # the base Llama-2 then helps a little (0.8134 → 0.7940), where the homework's unnormalized mean of
+        # the base Llama-2 then helps a little (0.7894 → 0.7746), where the homework's unnormalized mean of
         # per-utterance WER said it hurt (1.0249 → 1.0685).
-        ("whisper_text", 0.8134, 0.8999),
-        ("llm_text", 0.7940, 0.8957),
+        # Before Whisper's written digit runs were joined (`1 0` → `10`, `121-855` → `121855`): 0.8134, 0.7940.
+        ("whisper_text", 0.7894, 0.8723),
+        ("llm_text", 0.7746, 0.8761),
     ],
 )
 def test_atc_normalizer_on_the_homework_transcripts(column, corpus, mean_utterance) -> None:

@@ -146,3 +146,19 @@ def test_the_training_stages_start_from_their_own_seed_and_the_others_from_zero(
         "score": 0,
     }
     assert _recomputed(cfg, ("corrector", "train", "seed")) == ["corrector_train", "correct", "score"]
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ({"tiny": True}, ["asr_train", "transcribe", "score"]),
+        ({"tiny": True, "eval_only": True}, ["transcribe", "score"]),
+    ],
+)
+def test_without_a_corrector_only_the_asr_stages_and_the_score_run(run, expected) -> None:
+    cfg = config.load(atc.AtcConfig, "atc", overrides=["corrector=null"], run=run)
+    inputs = atc.stage_inputs(cfg, None, None)
+    assert list(inputs) == expected
+    assert inputs["score"].corrections is None
+    with_corrector = atc.stage_inputs(config.load(atc.AtcConfig, "atc", run=run), None, None)
+    assert stages.stage_key(inputs["transcribe"]) == stages.stage_key(with_corrector["transcribe"])

@@ -4,7 +4,8 @@ The run is a chain of cached stages (`hw.stages`): `asr_train` → `transcribe` 
 fine-tuned ASR) and `pairs` (the training split, zero-shot) → `corrector_train` → `correct` → `score`. Each
 stage is a function of one frozen input holding exactly what it reads, its upstream stages as their keys
 (`stage_inputs`), and is keyed by the hash of that input, so a re-run in the same run directory redoes only
-what changed; `--stage NAME` redoes one stage, `--from-stage NAME` it and every later one.
+what changed; `--stage NAME` redoes one stage, `--from-stage NAME` it and every later one. Without a
+corrector (`corrector: null`) the corrector's stages do not run and the matrix scores the ASR alone.
 """
 
 import dataclasses
@@ -12,12 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hw import runs, sources, speech, stages
+from hw import models, runs, sources, speech, stages, weight_checks
 from hw.errors import HwError
 from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks.atc import asr, correct, score
 from hw.tasks.atc.asr import Clips
-from hw.tasks.atc.config import STAGES, AtcConfig, AtcData
+from hw.tasks.atc.config import STAGES, AtcConfig, AtcData, CorrectorConfig
 from hw.training import mean_logged_loss
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def run(cfg: AtcConfig, run_dir: Path) -> RunRecord:
     transcripts = stage(
         "transcribe", lambda folder: asr.transcribe_eval_sets(inputs["transcribe"], fine_tuned_asr, folder)
     )
-    pairs = None
+    pairs = corrections = None
     if "pairs" in inputs:
         pairs = stage("pairs", lambda folder: asr.transcribe_pairs(inputs["pairs"], folder))
     corrector = corrector_checkpoint
@@ -56,9 +57,11 @@ def run(cfg: AtcConfig, run_dir: Path) -> RunRecord:
             lambda folder: correct.train_corrector(inputs["corrector_train"], pairs, folder, cfg.run.resume),
         )
         corrector = str(trained / "model")
-    corrections = stage(
-        "correct", lambda folder: correct.correct(inputs["correct"], transcripts, pairs, corrector, folder)
-    )
+    if "correct" in inputs:
+        corrections = stage(
+            "correct",
+            lambda folder: correct.correct(inputs["correct"], transcripts, pairs, corrector, folder),
+        )
     scores = stage("score", lambda folder: score.score(inputs["score"], transcripts, corrections, folder))
     return _record(cfg, run_dir, done, scores, fine_tuned_asr, corrector)
 
@@ -71,7 +74,7 @@ def stage_inputs(
     Args:
         cfg: the run's configuration.
         asr_checkpoint: the resolved --checkpoint (scored with --eval-only), or None.
-        corrector_checkpoint: the resolved `corrector.checkpoint`, or None.
+        corrector_checkpoint: the resolved `corrector.checkpoint`, or None (always without a corrector).
     """
     corrector, key = cfg.corrector, stages.stage_key
     train_clips, validation_clips = _training_clips(cfg.data)
@@ -88,6 +91,32 @@ def stage_inputs(
         max_new_tokens=cfg.asr.max_new_tokens, precision=cfg.train.precision,
     )  # fmt: skip
     inputs["transcribe"] = asr.TranscribeInput(recognizer, _eval_clips(cfg.data), fine_tuned_asr)
+    if corrector is not None:
+        inputs |= _corrector_inputs(cfg, corrector, recognizer, train_clips, key(inputs["transcribe"]),
+                                    corrector_checkpoint)  # fmt: skip
+    inputs["score"] = score.ScoreInput(
+        normalizer=cfg.eval.normalizer, samples_seed=cfg.eval.samples_seed,
+        references=(*cfg.reference, *cfg.matrix_reference), transcripts=key(inputs["transcribe"]),
+        corrections=key(inputs["correct"]) if "correct" in inputs else None,
+    )  # fmt: skip
+    return inputs
+
+
+def _corrector_inputs(
+    cfg: AtcConfig,
+    corrector: CorrectorConfig,
+    recognizer: asr.Recognizer,
+    train_clips: Clips,
+    transcripts: str,
+    corrector_checkpoint: str | None,
+) -> dict[str, Any]:
+    """The inputs of the corrector's stages (`pairs`, `corrector_train`, `correct`), those this run runs.
+
+    Args:
+        transcripts: the `transcribe` stage's key.
+    """
+    key = stages.stage_key
+    inputs: dict[str, Any] = {}
     train_corrector = corrector_checkpoint is None and corrector.fine_tune and not cfg.run.eval_only
     if train_corrector or corrector.rag_k:  # the training split's transcripts serve these two only
         inputs["pairs"] = asr.PairsInput(recognizer, dataclasses.replace(train_clips, name="pairs"))
@@ -102,13 +131,8 @@ def stage_inputs(
     inputs["correct"] = correct.CorrectInput(
         model=corrector.model, quantization=corrector.quantization, base_prompt=corrector.base_prompt,
         fine_tuned_prompt=corrector.fine_tuned_prompt, rag_k=corrector.rag_k, batch_size=corrector.batch_size,
-        max_new_tokens=corrector.max_new_tokens, transcripts=key(inputs["transcribe"]),
+        max_new_tokens=corrector.max_new_tokens, transcripts=transcripts,
         pairs=key(inputs["pairs"]) if corrector.rag_k else None, corrector=fine_tuned_corrector,
-    )  # fmt: skip
-    inputs["score"] = score.ScoreInput(
-        normalizer=cfg.eval.normalizer, samples_seed=cfg.eval.samples_seed,
-        references=(*cfg.reference, *cfg.matrix_reference), transcripts=key(inputs["transcribe"]),
-        corrections=key(inputs["correct"]),
     )  # fmt: skip
     return inputs
 
@@ -137,7 +161,10 @@ def _eval_clips(data: AtcData) -> tuple[Clips, ...]:
 
 
 def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
-    """Fail before any stage runs on a dataset or checkpoint that is missing.
+    """Fail before any stage runs on a dataset, model or checkpoint that is missing or of the wrong kind.
+
+    Every model a stage will load is resolved here (names and configs only, no weights): a corrector that
+    cannot be had fails in seconds, not after the ASR has trained.
 
     Returns:
         The ASR's --checkpoint and the corrector's checkpoint, resolved (None where not given).
@@ -147,16 +174,20 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
             f"hw atc runs in one process, but this launch has {runs.world_size()}; "
             "start it without torchrun / accelerate launch"
         )
-    checkpoint = cfg.corrector.checkpoint
+    checkpoint = cfg.corrector and cfg.corrector.checkpoint
     if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
         raise HwError(
             f"corrector.checkpoint {checkpoint!r} does not exist; give a saved corrector adapter or model "
             "directory (e.g. runs/atc/RUN/stages/corrector_train/model) or remove the setting"
         )
+    weight_checks.require_family(models.resolve(cfg.model), "whisper")
+    if cfg.corrector is not None:
+        corrector_base = models.resolve(cfg.corrector.model, key="corrector.model.name_or_path")
+        weight_checks.require_family(corrector_base, "causal_lm")
     training = [] if cfg.run.eval_only else _training_clips(cfg.data)
     asr.check_data([*training, *_eval_clips(cfg.data)])
     asr_checkpoint = cfg.run.checkpoint and sources.resolve_checkpoint(cfg.run.checkpoint)
-    if checkpoint is None:
+    if not checkpoint:
         return asr_checkpoint, None
     return asr_checkpoint, sources.resolve_model(
         str(Path(checkpoint).expanduser()), key="corrector.checkpoint"
@@ -240,6 +271,8 @@ def _weights(cfg: AtcConfig, fine_tuned_asr: str | None, corrector: str | None) 
     if fine_tuned_asr:
         origin = "from --checkpoint" if cfg.run.checkpoint else "fine-tuned in this run"
         asr_weights += f"; ASR fine-tuned: {origin} ({fine_tuned_asr})"
+    if cfg.corrector is None:
+        return f"{asr_weights}; no corrector (ASR only)"
     llm = f"corrector base: {cfg.corrector.model.name_or_path}"
     if corrector:
         origin = "corrector.checkpoint" if cfg.corrector.checkpoint else "fine-tuned in this run"

@@ -158,7 +158,8 @@ class AtcConfig:
     model: ModelConfig
     data: AtcData
     train: TrainConfig
-    corrector: CorrectorConfig
+    corrector: CorrectorConfig | None
+    """The LLM correcting the transcripts; None (`--set corrector=null`) scores the ASR alone."""
     lora: LoraConfig | None = None
     """ASR LoRA adapters; None fine-tunes every weight, as the course does with whisper-small."""
     asr: AsrSettings = field(default_factory=AsrSettings)

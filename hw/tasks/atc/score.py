@@ -32,8 +32,8 @@ class ScoreInput:
     """The published figures shown under each matrix (`reference` and `matrix_reference`)."""
     transcripts: str
     """The `transcribe` stage's key."""
-    corrections: str
-    """The `correct` stage's key."""
+    corrections: str | None
+    """The `correct` stage's key; None without a corrector (the matrix has the `none` column only)."""
 
 
 def cell_name(evaluation_set: str, system: str, corrector: str, metric: str = "wer") -> str:
@@ -41,7 +41,7 @@ def cell_name(evaluation_set: str, system: str, corrector: str, metric: str = "w
     return f"{evaluation_set}/{system}/{corrector}/{metric}"
 
 
-def score(inputs: ScoreInput, transcripts_dir: Path, corrections_dir: Path, folder: Path) -> None:
+def score(inputs: ScoreInput, transcripts_dir: Path, corrections_dir: Path | None, folder: Path) -> None:
     """Write `scores.json` and `samples.jsonl` from the transcripts and their corrections.
 
     `final` holds the corpus WER of every cell (`cell_name`); the tables add the mean of per-utterance WER,
@@ -49,7 +49,7 @@ def score(inputs: ScoreInput, transcripts_dir: Path, corrections_dir: Path, fold
     """
     normalizer = inputs.normalizer
     transcripts = runs.read_jsonl(transcripts_dir / "transcripts.jsonl")
-    answers = _by_clip(runs.read_jsonl(corrections_dir / "corrections.jsonl"))
+    answers = _by_clip(runs.read_jsonl(corrections_dir / "corrections.jsonl")) if corrections_dir else {}
     systems = [system for system in ASR_SYSTEMS if system in transcripts[0]]
     correctors = [name for name in CORRECTORS if name == "none" or any(key[3] == name for key in answers)]
     final, tables = {}, []
