@@ -192,7 +192,7 @@ def load_speech_splits(
     path = Path(tiny.resolve(dataset)).expanduser()
     if path.is_dir() and any((path / name).is_file() for name in COMMONVOICE_SPLITS.values()):
         return _commonvoice(path)
-    if path.is_dir() and _metadata_files(path):
+    if path.is_dir() and metadata_files(path):
         return _audiofolder(path, text_column)
     dataset_dict = load_dataset_dict(dataset, config_name, revision)
     return {name: _audio_and_sentence(split, text_column, dataset) for name, split in dataset_dict.items()}
@@ -229,7 +229,7 @@ def _commonvoice(folder: Path) -> dict[str, Any]:
     return splits
 
 
-def _metadata_files(folder: Path) -> dict[str, Path]:
+def metadata_files(folder: Path) -> dict[str, Path]:
     """Split name → metadata.csv: one per split subfolder, else the top-level one as `train`."""
     found = {
         split: folder / subfolder / "metadata.csv"
@@ -245,7 +245,7 @@ def _audiofolder(folder: Path, text_column: str) -> dict[str, Any]:
     import datasets
 
     splits = {}
-    for split, metadata in _metadata_files(folder).items():
+    for split, metadata in metadata_files(folder).items():
         with metadata.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
         text = text_column if text_column in header else "transcription"

@@ -1,6 +1,8 @@
-"""Sharing a finished tiny run: `hw export` (a standalone merged model that plain transformers loads)."""
+"""Sharing a finished tiny run: `hw export` (a standalone merged model plain transformers loads) and `hw push`
+(to a stand-in for the Hub at `HfApi`, the network boundary: nothing here reaches the Hub)."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -97,3 +99,128 @@ def test_export_refuses_a_used_out_folder_or_one_inside_the_run(lora_run: Path, 
     )
     assert not (lora_run / "merged").exists()
     assert "is not a run directory (no run.json)" in one_line_error(["export", str(tmp_path), "--out", "x"])
+
+
+TOKEN = "hf_TestSecretToken12345"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The Hub's HTTP API replaced at `HfApi` (the network boundary, unreachable here): every repository creation
+    and commit `hw push` asks for is recorded, with the bytes of each file as uploaded."""
+    from huggingface_hub import HfApi
+
+    calls: list[dict] = []
+
+    def create_repo(self, repo_id, **options):
+        calls.append({"call": "create_repo", "repo_id": repo_id, "token": self.token, **options})
+        kind = "datasets/" if options.get("repo_type") == "dataset" else ""
+        return f"https://huggingface.co/{kind}{repo_id}"
+
+    def create_commit(self, repo_id, operations, **options):
+        files = {}
+        for operation in operations:
+            with operation.as_file() as handle:
+                files[operation.path_in_repo] = handle.read()
+        calls.append({"call": "create_commit", "repo_id": repo_id, "files": files, **options})
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    return calls
+
+
+def _token_nowhere(*roots: Path, output: str) -> None:
+    """The token appears in no file under `roots` and not in the command's output."""
+    assert TOKEN not in output
+    for root in roots:
+        for path in root.rglob("*"):
+            assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_push_uploads_the_adapter_and_its_card_in_one_commit(
+    lora_run: Path, hub: list[dict], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typer.testing import CliRunner
+
+    from hw.cli import app
+
+    before = _snapshot(lora_run)
+    result = CliRunner().invoke(app, ["push", str(lora_run), "--repo-id", "alice/imdb-lora", "--private"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "pushed: https://huggingface.co/alice/imdb-lora\n"
+    repo, commit = hub
+    assert repo == {"call": "create_repo", "repo_id": "alice/imdb-lora", "token": TOKEN, "private": True,
+                    "exist_ok": True}  # fmt: skip
+    assert commit["repo_type"] == "model" and commit["commit_message"] == f"hw push of run {lora_run.name}"
+    files = commit["files"]
+    assert (
+        files["adapter_model.safetensors"] == (lora_run / "model" / "adapter_model.safetensors").read_bytes()
+    )
+    assert {"adapter_config.json", "tokenizer.json", "README.md"} <= set(files)
+    pushed_card = ModelCard(files["README.md"].decode())
+    assert pushed_card.data.library_name == "peft" and "TINY — not a real result" in pushed_card.text
+    assert _snapshot(lora_run) == before  # the run is only read
+    _token_nowhere(lora_run, tmp_path, Path(os.environ["HF_HOME"]), output=result.output + caplog.text)
+
+
+def test_push_merged_uploads_a_standalone_model_staged_outside_the_run(
+    lora_run: Path, hub: list[dict]
+) -> None:
+    before = _snapshot(lora_run)
+    invoke(["push", str(lora_run), "--repo-id", "alice/imdb-merged", "--merged"])
+    files = hub[1]["files"]
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    assert ModelCard(files["README.md"].decode()).data.library_name == "transformers"
+    assert hub[0]["private"] is False and _snapshot(lora_run) == before
+
+
+def test_push_with_data_uploads_the_audiofolder_but_not_the_local_records(
+    lora_run: Path, hub: list[dict], tmp_path: Path
+) -> None:
+    data = tmp_path / "mine"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "metadata.csv").write_text("file_name,transcription\nclip.wav,你好\n")
+    (data / "train" / "clip.wav").write_bytes(b"RIFF")
+    (data / "log.jsonl").write_text('{"media": "/home/alice/talk.mp4"}\n')
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["training"]["data"]["dataset"] = str(data)
+    (run / "run.json").write_text(json.dumps(manifest))
+    output = invoke(["push", str(run), "--repo-id", "alice/mine", "--with-data"])
+    assert "pushed: https://huggingface.co/datasets/alice/mine" in output
+    dataset_commit = hub[3]
+    assert hub[2]["repo_type"] == "dataset" and dataset_commit["repo_type"] == "dataset"
+    assert set(dataset_commit["files"]) == {"train/metadata.csv", "train/clip.wav"}
+
+
+def test_push_refuses_offline_without_token_or_with_a_bad_id_in_one_line(
+    lora_run: Path, hub: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "is not a local audiofolder" in one_line_error(
+        ["push", str(lora_run), "--repo-id", "alice/x", "--with-data"]
+    )
+    assert "is not ORG/NAME" in one_line_error(["push", str(lora_run), "--repo-id", "no-namespace"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "HF_HUB_OFFLINE is set" in one_line_error(["push", str(lora_run), "--repo-id", "alice/x"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN")
+    assert "environment variable HF_TOKEN" in one_line_error(["push", str(lora_run), "--repo-id", "alice/x"])
+    assert hub == []  # nothing reached the Hub
+
+
+def test_a_hub_refusal_is_one_line_with_the_token_masked(
+    lora_run: Path, hub: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import HfApi
+
+    def refuse(self, repo_id, **options):
+        raise PermissionError(f"403 Forbidden: token {TOKEN} cannot write to {repo_id}")
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    message = one_line_error(["push", str(lora_run), "--repo-id", "bob/x"])
+    assert message.startswith(
+        "hw push to 'bob/x' failed (PermissionError: 403 Forbidden: token *** cannot write"
+    )
