@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 HOW_TO_DOWNLOAD = {
     "model": "`hf download {name} --local-dir DIR` where the Hub is reachable, then --set {key}=DIR",
+    "checkpoint": "`hf download {name} --local-dir DIR` where the Hub is reachable, then give DIR to {key}",
     "dataset": "`datasets.load_dataset({name!r}).save_to_disk(DIR)` where the Hub is reachable, then --set {key}=DIR",
 }
 
@@ -69,14 +70,26 @@ def saved_model_problem(path: Path, name_or_path: str) -> str | None:
     return None
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A saved model or adapter directory given by `--checkpoint`; a run directory means its `model/` folder."""
+def resolve_checkpoint(path: str, key: str = "--checkpoint") -> str:
+    """A saved model or adapter directory given by `--checkpoint`; a run directory means its `model/` folder; a Hub
+    id (`ORG/NAME`, e.g. from `hw push`) means its snapshot in the Hub cache, downloaded unless HF_HUB_OFFLINE=1."""
     candidate = Path(path).expanduser()
+    if not candidate.is_dir() and not is_local(path):
+        from huggingface_hub import snapshot_download
+
+        try:
+            candidate = Path(snapshot_download(path))
+        except (
+            Exception
+        ) as error:  # offline and not cached, missing, gated: all end the same way for the user
+            raise _unreachable("checkpoint", path, key, error) from None
     if not candidate.is_dir():
-        raise HwError(f"--checkpoint {path!r} does not exist; give a saved model, adapter or run directory")
+        raise HwError(
+            f"{key} {path!r} does not exist; give a saved model, adapter or run directory, or a Hub id"
+        )
     if (candidate / "model").is_dir():
         candidate = candidate / "model"
-    return resolve_model(str(candidate), key="--checkpoint")
+    return resolve_model(str(candidate), key=key)
 
 
 def load_dataset_dict(

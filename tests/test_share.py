@@ -224,3 +224,57 @@ def test_a_hub_refusal_is_one_line_with_the_token_masked(
     assert message.startswith(
         "hw push to 'bob/x' failed (PermissionError: 403 Forbidden: token *** cannot write"
     )
+
+
+@pytest.fixture
+def hub_cache(lora_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Hub cache (as HF_HUB_CACHE points at, read by huggingface_hub at import) holding the run's adapter as
+    `alice/imdb-lora`: `models--alice--imdb-lora/snapshots/<revision>/…` and `refs/main`, as a download leaves it."""
+    from huggingface_hub import constants
+
+    repository = tmp_path / "hub" / "models--alice--imdb-lora"
+    shutil.copytree(lora_run / "model", repository / "snapshots" / "0123abcd")
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return repository
+
+
+def test_a_hub_id_checkpoint_resolves_through_the_hub_cache_offline(
+    lora_run: Path, hub_cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scored"
+    invoke(["yelp", "--tiny", "--variant", "imdb-lora", "--eval-only", "--checkpoint", "alice/imdb-lora",
+            "--max-eval-samples", "32", "--output-dir", str(out), "--reports-dir", str(tmp_path / "reports")])  # fmt: skip
+    scored, trained = (json.loads((run / "metrics.json").read_text()) for run in (out, lora_run))
+    assert scored["weights"] == "checkpoint alice/imdb-lora"
+    assert scored["final"]["accuracy"] == trained["final"]["accuracy"]  # the same adapter on the same clips
+    doctor = invoke(["doctor", "yelp", "--variant", "imdb-lora", "--tiny", "--eval-only",
+                     "--checkpoint", "alice/imdb-lora"])  # fmt: skip
+    assert (
+        f"model alice/imdb-lora (--checkpoint): in the Hugging Face cache ({hub_cache / 'snapshots'}"
+        in doctor
+    )
+
+
+def test_a_hub_id_checkpoint_is_checked_like_a_folder_and_an_unknown_one_fails_in_one_line(
+    hub_cache: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from hw.cli import app
+
+    args = ["yelp", "--tiny", "--variant", "imdb-lora", "--eval-only", "--output-dir", str(tmp_path / "x")]
+    assert one_line_error([*args, "--checkpoint", "alice/unknown"]) == (
+        "checkpoint 'alice/unknown' could not be loaded from the Hugging Face Hub (not in the local cache, and the "
+        "Hub is unreachable or HF_HUB_OFFLINE=1); use `hf download alice/unknown --local-dir DIR` where the Hub "
+        "is reachable, then give DIR to --checkpoint"
+    )
+    weights = next((hub_cache / "snapshots" / "0123abcd").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # a cut download
+    assert "is damaged" in one_line_error([*args, "--checkpoint", "alice/imdb-lora"])
+    doctor = CliRunner().invoke(
+        app, ["doctor", "yelp", "--tiny", "--eval-only", "--checkpoint", "alice/unknown"]
+    )
+    assert doctor.exit_code == 1
+    assert "model alice/unknown (--checkpoint): not in the Hugging Face cache" in doctor.output
