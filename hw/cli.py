@@ -1,7 +1,4 @@
-"""The `hw` command line: one command per homework plus `report` and `smoke`; this file is the registry.
-
-Heavy libraries (torch, transformers) are imported inside the commands so `hw --help` answers at once.
-"""
+"""The `hw` command line and its registry; heavy libraries load inside commands, so `hw --help` is instant."""
 
 import importlib
 import inspect
@@ -12,10 +9,10 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from hw.cli_score import score_app
+from hw.cli_share import share_app
 from hw.errors import HwError, user_errors
 
-# homework → (one-line description, example, config class in hw/tasks/<homework>.py); in the summary's order
-# too (passed to summary.assemble).
+# homework → (description, example, config class in hw/tasks/<homework>.py), in the summary's order too.
 HOMEWORKS = {
     "yelp": (
         "Fine-tune bert-base-cased on Yelp reviews (5 stars); --variant imdb-lora for distilbert + LoRA on IMDB.",
@@ -406,6 +403,7 @@ def whisper_dataset(
 
 
 app.add_typer(score_app, name="score")
+app.add_typer(share_app)  # its commands at the top level: hw export, hw push
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import json
 import re
+import shlex
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +70,8 @@ def start(run_dir: Path, options: Any, settings: dict[str, Any]) -> None:
         # The weights an eval-only run scored, as given (None: the base model of `training.model`).
         "scored": options.checkpoint if options.eval_only else None,
         "label": options.label,
+        # The command line that created the run (a resume keeps it), for its model card.
+        "command": (previous or {}).get("command") or shlex.join(["hw", *sys.argv[1:]]),
         "status": "running",
         "config_hash": hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16],
         "training": training_keys(settings),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hw import config, manifest, report, runs
+from hw import card, config, manifest, report, runs
 from hw.errors import HwError
 from hw.record import RunRecord
 
@@ -64,6 +64,8 @@ def run_homework(
             return run_dir
         record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
         record.write(run_dir)
+        if (run_dir / "model").is_dir():  # the model this run saved (an eval-only run saves none)
+            card.write(run_dir)
         fragment = report.write_fragment(run_dir, reports_dir)
     print(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 HOW_TO_DOWNLOAD = {
     "model": "`hf download {name} --local-dir DIR` where the Hub is reachable, then --set {key}=DIR",
+    "checkpoint": "`hf download {name} --local-dir DIR` where the Hub is reachable, then give DIR to {key}",
     # the repository's files, not `load_dataset(...).save_to_disk`: that fails on a loading-script dataset
     "dataset": "`hf download {name} --repo-type dataset{options} --local-dir DIR` where the Hub is reachable, "
     "then --set {key}=DIR",
@@ -79,14 +80,26 @@ def saved_model_problem(path: Path, name_or_path: str) -> str | None:
     return None
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A saved model or adapter directory given by `--checkpoint`; a run directory means its `model/` folder."""
+def resolve_checkpoint(path: str, key: str = "--checkpoint") -> str:
+    """A saved model or adapter directory given by `--checkpoint`; a run directory means its `model/` folder; a Hub
+    id (`ORG/NAME`, e.g. from `hw push`) means its snapshot in the Hub cache, downloaded unless HF_HUB_OFFLINE=1."""
     candidate = Path(path).expanduser()
+    if not candidate.is_dir() and not is_local(path):
+        from huggingface_hub import snapshot_download
+
+        try:
+            candidate = Path(snapshot_download(path))
+        except (
+            Exception
+        ) as error:  # offline and not cached, missing, gated: all end the same way for the user
+            raise _unreachable("checkpoint", path, key, error) from None
     if not candidate.is_dir():
-        raise HwError(f"--checkpoint {path!r} does not exist; give a saved model, adapter or run directory")
+        raise HwError(
+            f"{key} {path!r} does not exist; give a saved model, adapter or run directory, or a Hub id"
+        )
     if (candidate / "model").is_dir():
         candidate = candidate / "model"
-    return resolve_model(str(candidate), key="--checkpoint")
+    return resolve_model(str(candidate), key=key)
 
 
 def load_dataset_dict(
@@ -222,7 +235,7 @@ def load_speech_splits(
     path = Path(tiny.resolve(dataset)).expanduser()
     if path.is_dir() and any((path / name).is_file() for name in COMMONVOICE_SPLITS.values()):
         return _commonvoice(path)
-    if path.is_dir() and _metadata_files(path):
+    if path.is_dir() and metadata_files(path):
         return _audiofolder(path, text_column)
     dataset_dict = load_dataset_dict(dataset, config_name, revision, data_dir=data_dir)
     return {name: _audio_and_sentence(split, text_column, dataset) for name, split in dataset_dict.items()}
@@ -259,7 +272,7 @@ def _commonvoice(folder: Path) -> dict[str, Any]:
     return splits
 
 
-def _metadata_files(folder: Path) -> dict[str, Path]:
+def metadata_files(folder: Path) -> dict[str, Path]:
     """Split name → metadata.csv: one per split subfolder, else the top-level one as `train`."""
     found = {
         split: folder / subfolder / "metadata.csv"
@@ -275,7 +288,7 @@ def _audiofolder(folder: Path, text_column: str) -> dict[str, Any]:
     import datasets
 
     splits = {}
-    for split, metadata in _metadata_files(folder).items():
+    for split, metadata in metadata_files(folder).items():
         with metadata.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
         text = text_column if text_column in header else "transcription"

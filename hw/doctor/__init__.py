@@ -14,7 +14,7 @@ from typing import Any
 from hw import tiny
 from hw.doctor.locate import Status
 from hw.doctor.machine import Machine, inspect_machine
-from hw.doctor.needs import Check, ModelNeed, data_checks, find, model_checks
+from hw.doctor.needs import Check, ModelNeed, checkpoint_checks, data_checks, find, model_checks
 
 GB = 1e9
 
@@ -245,6 +245,7 @@ def diagnose(cfg: Any | None, runs_root: Path, machine: Machine | None = None) -
     needs, data = find(cfg)
     for need in needs:
         checks += model_checks(need) + _precision_checks(need, machine)
+    checks += checkpoint_checks(cfg)
     for group in data:
         checks += data_checks(group)
     checks += _memory_checks(needs, machine) + _disk_checks(needs, runs_root)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from hw import sources, tiny
+from hw.errors import HwError
 
 Status = Literal["ok", "warn", "fail"]
 Size = tuple[int, float, str]  # parameters, stored bytes per parameter, where the count came from
@@ -67,6 +68,22 @@ def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
     if cached:
         return "ok", f"in the Hugging Face cache ({cached[0].parent})", _size_of_files(cached, "the cache")
     return _on_the_hub("model", name, revision)
+
+
+def locate_checkpoint(name: str, key: str) -> tuple[Status, str]:
+    """Whether a `--checkpoint` (or `corrector.checkpoint`) loads without a download: a local model, adapter or run
+    folder; else a Hub id's snapshot in the Hub cache (`snapshot_download`, as the run resolves it); else the Hub."""
+    from huggingface_hub import snapshot_download
+
+    if sources.is_local(name):
+        try:
+            return "ok", f"local directory {sources.resolve_checkpoint(name, key)}"
+        except HwError as error:
+            return "fail", str(error)
+    try:
+        return "ok", f"in the Hugging Face cache ({snapshot_download(name, local_files_only=True)})"
+    except Exception:  # not cached (or no valid id): the Hub says whether the run could download it
+        return _on_the_hub("model", name, "main")[:2]
 
 
 def _cached_weights(name: str, revision: str) -> list[Path] | None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from hw import sources, tiny
 from hw.config import DataSource, LoraConfig, ModelConfig, Quantization, TrainConfig
-from hw.doctor.locate import KNOWN_MODELS, TINY_DATA, Status, locate_dataset, locate_model
+from hw.doctor.locate import KNOWN_MODELS, TINY_DATA, Status, locate_checkpoint, locate_dataset, locate_model
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,27 @@ def model_checks(need: ModelNeed) -> list[Check]:
         checks.append(
             Check("warn", "size", f"size of {need.name} unknown: its memory and disk are not estimated")
         )
+    return checks
+
+
+def checkpoint_checks(cfg: Any) -> list[Check]:
+    """`--checkpoint` and hw atc's `corrector.checkpoint`, local folders or Hub ids, reported as models."""
+    corrector = getattr(cfg, "corrector", None)
+    named = {
+        "--checkpoint": cfg.run.checkpoint,
+        "corrector.checkpoint": getattr(corrector, "checkpoint", None),
+    }
+    checks = []
+    for key, name in named.items():
+        if name is None:
+            continue
+        availability, where = locate_checkpoint(name, key)
+        text = (
+            where if availability == "fail" and sources.is_local(name) else f"model {name} ({key}): {where}"
+        )
+        if availability == "fail" and not sources.is_local(name):
+            text += "; use " + sources.HOW_TO_DOWNLOAD["checkpoint"].format(name=name, key=key)
+        checks.append(Check(availability, "model", text))
     return checks
 
 

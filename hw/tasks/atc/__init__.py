@@ -175,7 +175,7 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
             "start it without torchrun / accelerate launch"
         )
     checkpoint = cfg.corrector and cfg.corrector.checkpoint
-    if checkpoint is not None and not Path(checkpoint).expanduser().is_dir():
+    if checkpoint is not None and sources.is_local(checkpoint) and not Path(checkpoint).expanduser().is_dir():
         raise HwError(
             f"corrector.checkpoint {checkpoint!r} does not exist; give a saved corrector adapter or model "
             "directory (e.g. runs/atc/RUN/stages/corrector_train/model) or remove the setting"
@@ -189,9 +189,7 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
     asr_checkpoint = cfg.run.checkpoint and sources.resolve_checkpoint(cfg.run.checkpoint)
     if not checkpoint:
         return asr_checkpoint, None
-    return asr_checkpoint, sources.resolve_model(
-        str(Path(checkpoint).expanduser()), key="corrector.checkpoint"
-    )
+    return asr_checkpoint, sources.resolve_checkpoint(checkpoint, key="corrector.checkpoint")
 
 
 def _record(
