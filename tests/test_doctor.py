@@ -1,6 +1,7 @@
 """`hw doctor`: the machine and homework checks, the size arithmetic, the exit codes and the JSON shape."""
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from hw import doctor
 from hw.cli import app
 from hw.config import DataPath, Dataset, LoraConfig, ModelConfig, Quantization, RunOptions, TrainConfig
+from hw.doctor import memory
 from hw.doctor.locate import safetensors_size
 from hw.doctor.machine import Gpu, Machine
 
@@ -440,3 +442,101 @@ def test_whisper_offline_gives_the_readme_download_command_for_its_locale():
                for line in result.output.splitlines()), result.output  # fmt: skip
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert advice.split("`")[1].replace("zh-CN", "fr") in readme
+
+
+# whisper-base's config.json (d_model 512, 6 + 6 layers, 1500 source and 448 target positions); 72.6 M parameters
+WHISPER_BASE = {
+    "d_model": 512,
+    "encoder_layers": 6,
+    "decoder_layers": 6,
+    "encoder_attention_heads": 8,
+    "decoder_attention_heads": 8,
+    "is_encoder_decoder": True,
+    "max_source_positions": 1500,
+    "max_target_positions": 448,
+    "vocab_size": 51865,
+}
+
+
+def test_whisper_base_lora_at_batch_16_matches_its_measured_peak():
+    model = memory.architecture(WHISPER_BASE, tokens=128)  # the whisper config's eval.max_new_tokens
+    required = doctor.training_memory_bytes(
+        72_593_920, full_fine_tune=False, frozen_bytes=4
+    ) + memory.activation_bytes(model, batch=16, value_bytes=4, checkpointing=False)
+
+    # issue 16: the real whisper-base, LoRA, fp32 on a CPU, batch 16 peaked at 6.9 GB of resident memory
+    assert required == pytest.approx(6.9e9, rel=0.3)
+
+
+def _saved_activation_bytes(model, batch: int, label_tokens: int) -> int:
+    """Bytes of the tensors one forward pass keeps for backward, each storage once, weights left out."""
+    weights = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    torch.manual_seed(0)
+    features = torch.randn(batch, model.config.num_mel_bins, 2 * model.config.max_source_positions)
+    labels = torch.randint(0, model.config.vocab_size, (batch, label_tokens))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(input_features=features, labels=labels).loss
+    loss.backward()
+    return sum(saved.values())
+
+
+def _with_lora(model):
+    """The whisper homework's adapters: LoRA r 4 on q_proj and v_proj, in training mode."""
+    import peft
+
+    adapter = peft.LoraConfig(r=4, lora_alpha=64, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
+    return peft.get_peft_model(model, adapter).train()
+
+
+def test_the_activation_estimate_matches_the_tensors_a_tiny_whisper_saves_for_backward():
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(
+        vocab_size=1000,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=256,
+        decoder_ffn_dim=256,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        decoder_start_token_id=2,
+    )
+    measured = _saved_activation_bytes(
+        _with_lora(WhisperForConditionalGeneration(config)), batch=4, label_tokens=40
+    )
+
+    estimate = memory.activation_bytes(
+        memory.architecture(config.to_dict(), tokens=40), batch=4, value_bytes=4, checkpointing=False
+    )
+    assert estimate == pytest.approx(measured, rel=0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "HW_REAL_WHISPER" not in os.environ, reason="HW_REAL_WHISPER names no converted whisper-base"
+)
+def test_the_activation_estimate_matches_the_tensors_the_real_whisper_base_saves():
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(os.environ["HW_REAL_WHISPER"])
+    measured = _saved_activation_bytes(_with_lora(model), batch=1, label_tokens=40)
+
+    config = json.loads((Path(os.environ["HW_REAL_WHISPER"]) / "config.json").read_text())
+    estimate = memory.activation_bytes(
+        memory.architecture(config, tokens=40), batch=1, value_bytes=4, checkpointing=False
+    )
+    assert estimate == pytest.approx(measured, rel=0.3)  # measured 0.344 GB, estimated 0.366 GB
