@@ -33,7 +33,8 @@ KNOWN_MODELS: dict[str, tuple[int, int]] = {
 }
 
 # The architecture keys of the same models' config.json files (what `hw.doctor.memory` reads), for when neither a
-# local copy nor the Hub cache holds one; copied from each model's config.json on the Hub.
+# local copy nor the Hub cache holds one, from each model's config.json (the two Traditional-Chinese vocabularies
+# as noted above, about 56k and 62k).
 _WHISPER = {
     "is_encoder_decoder": True,
     "max_source_positions": 1500,
