@@ -46,6 +46,16 @@ Dataset = Annotated[str, DataSource(hub=True)]
 """Type of a dataset field: Hub id, local dataset folder, or `tiny:NAME`."""
 DataPath = Annotated[str, DataSource(hub=False)]
 """Type of a data file or folder a homework reads itself, never from the Hub, or `tiny:NAME`."""
+
+
+@dataclass(frozen=True)
+class TokenBound:
+    """Marks a config int as the most tokens of one example's text, so `hw doctor` sizes activations by it."""
+
+
+Tokens = Annotated[int, TokenBound()]
+"""Type of a token-length setting (`max_length`, `cutoff_len`, a transcript's `max_new_tokens`): it sets the
+sequence length of the models beside it (the largest one counts)."""
 Quantization = Literal["4bit", "8bit", "none"]
 """Type of a bitsandbytes quantization setting (CUDA only; QLoRA's NF4, LLM.int8(), or full precision): it
 applies to the models beside and below it."""

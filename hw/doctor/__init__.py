@@ -14,6 +14,7 @@ from typing import Any
 from hw import tiny
 from hw.doctor.locate import Status
 from hw.doctor.machine import Machine, inspect_machine
+from hw.doctor.memory import activation_bytes
 from hw.doctor.needs import Check, ModelNeed, checkpoint_checks, data_checks, find, model_checks
 
 GB = 1e9
@@ -29,8 +30,8 @@ CHECKPOINT_BYTES = 12
 LORA_SHARE = 0.02
 # Bytes per frozen parameter once bitsandbytes quantized it (NF4 is 4 bits; LLM.int8() is 8).
 QUANTIZED_BYTES = {"4bit": 0.5, "8bit": 1.0}
-# Activations, CUDA context and allocator slack on top of the weights and training states: a rule of thumb,
-# not a measurement; the real figure grows with batch size and sequence length.
+# Activations, KV cache and CUDA context on top of the weights of a model that only runs inference: a rule of
+# thumb, not a measurement. Training adds its activations instead (`hw.doctor.memory`).
 HEADROOM = 1.2
 
 
@@ -60,7 +61,7 @@ def checkpoint_bytes(parameters: int, *, full_fine_tune: bool, save_total_limit:
 
 
 def training_memory_bytes(parameters: int, *, full_fine_tune: bool, frozen_bytes: float) -> float:
-    """Device memory a training run needs at least: training states of what is trained, the frozen rest, headroom.
+    """Device memory of a training run's weights: training states of what is trained and the frozen rest.
 
     Args:
         parameters: the model's parameters.
@@ -68,9 +69,9 @@ def training_memory_bytes(parameters: int, *, full_fine_tune: bool, frozen_bytes
         frozen_bytes: bytes per frozen parameter (0.5 in 4-bit, 1 in 8-bit, else as stored).
     """
     if full_fine_tune:
-        return HEADROOM * parameters * TRAINING_BYTES
+        return parameters * TRAINING_BYTES
     trained = parameters * LORA_SHARE
-    return HEADROOM * (parameters * frozen_bytes + trained * TRAINING_BYTES)
+    return parameters * frozen_bytes + trained * TRAINING_BYTES
 
 
 def machine_checks(machine: Machine) -> list[Check]:
@@ -147,12 +148,20 @@ def _weights_text(need: ModelNeed) -> str:
     return f"{need.parameters / 1e9:.2f} B parameters × {need.stored_bytes:g} bytes"
 
 
-def _memory_need(need: ModelNeed, machine: Machine) -> float:
+def _memory_need(need: ModelNeed, machine: Machine) -> tuple[float, float | None]:
+    """Bytes of weights and training states, and of activations (None when the architecture is unknown)."""
     quantized = need.quantization != "none" and machine.bitsandbytes_usable
     frozen = QUANTIZED_BYTES[need.quantization] if quantized else need.stored_bytes
     if not need.save_total_limit:  # no training group: the model only runs inference
-        return HEADROOM * need.parameters * frozen
-    return training_memory_bytes(need.parameters, full_fine_tune=need.full_fine_tune, frozen_bytes=frozen)
+        return HEADROOM * need.parameters * frozen, 0.0
+    weights = training_memory_bytes(need.parameters, full_fine_tune=need.full_fine_tune, frozen_bytes=frozen)
+    if need.architecture is None:
+        return weights, None
+    # fp32 on a CPU; a GPU computes in half precision under `auto` and with k-bit weights
+    half = need.precision in ("fp16", "bf16") or (machine.gpus and (need.precision == "auto" or quantized))
+    # models.add_lora turns activation checkpointing on for a k-bit LoRA model, as QLoRA does
+    checkpointing = quantized and not need.full_fine_tune
+    return weights, activation_bytes(need.architecture, need.batch_size, 2 if half else 4, checkpointing)
 
 
 def _memory_checks(needs: list[ModelNeed], machine: Machine) -> list[Check]:
@@ -160,12 +169,23 @@ def _memory_checks(needs: list[ModelNeed], machine: Machine) -> list[Check]:
     sized = [need for need in needs if need.parameters is not None]
     if not sized:
         return []
-    need, required = max(((need, _memory_need(need, machine)) for need in sized), key=lambda pair: pair[1])
+    need, (weights, activations) = max(
+        ((need, _memory_need(need, machine)) for need in sized), key=lambda pair: sum(filter(None, pair[1]))
+    )
+    required = weights + (activations or 0)
     how = (
         "full fine-tune, 16 bytes per parameter"
         if need.full_fine_tune
         else "LoRA: frozen weights + adapter states"
     )
+    if activations is None:
+        how += "; activations unknown: no config.json"
+    elif activations:
+        positions = " + ".join(str(positions) for _, positions in need.architecture.stacks)
+        how += f" {weights / GB:.1f} GB, activations {activations / GB:.1f} GB at batch {need.batch_size} × {positions}"
+        how += " positions"
+    else:
+        how = f"inference: weights + {HEADROOM - 1:.0%} headroom"
     if machine.gpus:
         capacity, place = machine.gpus[0].total_bytes, f"GPU 0 has {machine.gpus[0].total_bytes / GB:.1f} GB"
     else:
@@ -174,7 +194,7 @@ def _memory_checks(needs: list[ModelNeed], machine: Machine) -> list[Check]:
             f"{machine.memory_available_bytes / GB:.1f} GB available",
         )
     status: Status = "ok" if required <= capacity else "fail"
-    text = f"memory: at least {required / GB:.1f} GB for {need.name} ({how}, +20 %); {place}"
+    text = f"memory: about {required / GB:.1f} GB for {need.name} ({how}); {place}"
     checks = [Check(status, "memory", text)]
     if machine.gpus and machine.gpus[0].free_bytes < required <= capacity:
         free = machine.gpus[0].free_bytes / GB

@@ -33,6 +33,31 @@ KNOWN_MODELS: dict[str, tuple[int, int]] = {
     "MediaTek-Research/Breeze-7B-Instruct-v0_1": (7_490_000_000, 2),
 }
 
+# The architecture keys of the same models' config.json files (what `hw.doctor.memory` reads), for when neither a
+# local copy nor the Hub cache holds one, from each model's config.json (the two Traditional-Chinese vocabularies
+# as noted above, about 56k and 62k).
+_WHISPER = {
+    "is_encoder_decoder": True,
+    "max_source_positions": 1500,
+    "max_target_positions": 448,
+    "vocab_size": 51865,
+}
+_LLAMA = {"hidden_size": 4096, "num_hidden_layers": 32, "architectures": ["LlamaForCausalLM"]}
+KNOWN_CONFIGS: dict[str, dict] = {
+    "bert-base-cased": {"hidden_size": 768, "num_hidden_layers": 12, "max_position_embeddings": 512},
+    "distilbert-base-uncased": {"dim": 768, "n_layers": 6, "max_position_embeddings": 512},
+    "openai/whisper-small": {"d_model": 768, "encoder_layers": 12, "decoder_layers": 12, **_WHISPER},
+    "openai/whisper-large-v2": {"d_model": 1280, "encoder_layers": 32, "decoder_layers": 32, **_WHISPER},
+    "NousResearch/Llama-2-7b-chat-hf": {**_LLAMA, "max_position_embeddings": 4096, "vocab_size": 32000},
+    "taide/TAIDE-LX-7B-Chat": {**_LLAMA, "max_position_embeddings": 4096, "vocab_size": 56064},
+    "MediaTek-Research/Breeze-7B-Instruct-v0_1": {
+        **_LLAMA,
+        "architectures": ["MistralForCausalLM"],
+        "max_position_embeddings": 32768,
+        "vocab_size": 61952,
+    },
+}
+
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}  # safetensors dtype names
 
 
@@ -84,6 +109,24 @@ def locate_checkpoint(name: str, key: str) -> tuple[Status, str]:
         return "ok", f"in the Hugging Face cache ({snapshot_download(name, local_files_only=True)})"
     except Exception:  # not cached (or no valid id): the Hub says whether the run could download it
         return _on_the_hub("model", name, "main")[:2]
+
+
+def model_config(name: str, revision: str) -> dict | None:
+    """A model's config.json without loading it: a local directory's, the Hub cache's, else `KNOWN_CONFIGS`'."""
+    if name.startswith(tiny.PREFIX):
+        return None
+    if sources.is_local(name):
+        found: Path | str | None = Path(name).expanduser() / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(name, "config.json", revision=revision)
+        except ValueError:  # HFValidationError: no valid Hub id, so nothing of it can be cached
+            found = None
+    if isinstance(found, (str, Path)) and Path(found).is_file():
+        return json.loads(Path(found).read_text())
+    return KNOWN_CONFIGS.get(name)
 
 
 def _cached_weights(name: str, revision: str) -> list[Path] | None:

@@ -1,7 +1,8 @@
 """What a homework's config needs, found by declared type: its models with their training settings, its data.
 
 A `ModelConfig` field is a model, a `Dataset` or `DataPath` field is data, a `TrainConfig`, `LoraConfig` or
-`Quantization` field is a setting of the models beside and below it. Renaming a field keeps its check.
+`Quantization` field is a setting of the models beside and below it, and a `Tokens` field (also inside a group
+without a model, such as `data`) sets their sequence length. Renaming a field keeps its check.
 """
 
 import dataclasses
@@ -11,8 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from hw import sources, tiny
-from hw.config import DataSource, LoraConfig, ModelConfig, Quantization, TrainConfig
-from hw.doctor.locate import KNOWN_MODELS, TINY_DATA, Status, locate_checkpoint, locate_dataset, locate_model
+from hw.config import DataSource, LoraConfig, ModelConfig, Quantization, TokenBound, TrainConfig
+from hw.doctor.locate import (
+    KNOWN_MODELS,
+    TINY_DATA,
+    Status,
+    locate_checkpoint,
+    locate_dataset,
+    locate_model,
+    model_config,
+)
+from hw.doctor.memory import Architecture, architecture
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,10 @@ class ModelNeed:
     quantization: str
     save_total_limit: int
     precision: str
+    batch_size: int
+    """`train.per_device_train_batch_size` (0 without a training group)."""
+    architecture: Architecture | None
+    """What its activations scale with, from its config.json; None when that is unknown."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,9 @@ def _walk(node: Any, prefix: str, settings: dict[str, Any], models: list, data: 
         **settings,
         **{role: values[name] for name in values if (role := _setting(hints[name]))},
     }
+    tokens = _token_bounds(node)
+    if tokens:
+        settings["tokens"] = max(tokens)
     marked = {name: (values[name], marker) for name in values if (marker := _marker(hints[name]))}
     if marked:
         data.append(DataGroup(prefix, marked, values.get("revision") or "main", values.get("data_dir")))
@@ -85,6 +102,25 @@ def _walk(node: Any, prefix: str, settings: dict[str, Any], models: list, data: 
             for index, item in enumerate(value):
                 if dataclasses.is_dataclass(item):
                     _walk(item, f"{prefix}{name}[{index}].", settings, models, data)
+
+
+def _token_bounds(node: Any) -> list[int]:
+    """The `Tokens` values of a group and of its sub-groups that hold no model of their own (`data`, `eval`)."""
+    hints = get_type_hints(type(node), include_extras=True)
+    found = []
+    for spec in dataclasses.fields(node):
+        value = getattr(node, spec.name)
+        if isinstance(value, int) and any(
+            isinstance(meta, TokenBound) for meta in getattr(hints[spec.name], "__metadata__", ())
+        ):
+            found.append(value)
+        elif dataclasses.is_dataclass(value) and not _holds_model(value):
+            found += _token_bounds(value)
+    return found
+
+
+def _holds_model(node: Any) -> bool:
+    return any(isinstance(getattr(node, spec.name), ModelConfig) for spec in dataclasses.fields(node))
 
 
 def _members(hint: Any) -> tuple[Any, ...]:
@@ -119,6 +155,7 @@ def _model_need(key: str, model: ModelConfig, settings: dict[str, Any]) -> Model
         size = (parameters, stored, "hw's table of the course's models")
     parameters, stored, source = size or (None, 4.0, "unknown")
     train = settings.get("train")
+    config = model_config(model.name_or_path, model.revision)
     quantization = settings.get("quantization") or "none"
     return ModelNeed(
         key=key,
@@ -132,6 +169,8 @@ def _model_need(key: str, model: ModelConfig, settings: dict[str, Any]) -> Model
         quantization=quantization,
         save_total_limit=train.save_total_limit if isinstance(train, TrainConfig) else 0,
         precision=train.precision if isinstance(train, TrainConfig) else "auto",
+        batch_size=train.per_device_train_batch_size if isinstance(train, TrainConfig) else 0,
+        architecture=architecture(config, settings.get("tokens")) if config else None,
     )
 
 

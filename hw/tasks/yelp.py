@@ -10,7 +10,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hw import models, runs, sources, weight_checks
-from hw.config import Dataset, LoraConfig, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.config import Dataset, LoraConfig, ModelConfig, ReferenceRun, RunOptions, Tokens, TrainConfig
 from hw.errors import HwError
 from hw.metrics.classification import accuracy
 from hw.record import RunRecord
@@ -47,7 +47,7 @@ class YelpData:
     """Evaluation examples drawn after shuffling; None uses the whole split."""
     shuffle_seed: int = 42
     """Seed of the shuffle before the subset is drawn (the course uses `shuffle(seed=42).select(range(1000))`)."""
-    max_length: int = 512
+    max_length: Tokens = 512
     """Tokens kept per review; longer ones are truncated."""
     truncation_side: Literal["right", "left"] = "right"
     """Which end of a long review is cut."""

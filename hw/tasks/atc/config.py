@@ -3,7 +3,16 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
+from hw.config import (
+    Dataset,
+    LoraConfig,
+    ModelConfig,
+    Quantization,
+    ReferenceRun,
+    RunOptions,
+    Tokens,
+    TrainConfig,
+)
 from hw.generation import ATC_BASE_PROMPT, ATC_FINE_TUNED_PROMPT
 from hw.metrics import asr
 
@@ -79,7 +88,7 @@ class AsrSettings:
     """What the ASR learns to write: numbers in digits (the course's best, 7.20 % WER) or the references' words."""
     batch_size: int = 16
     """Clips per `generate` call when transcribing."""
-    max_new_tokens: int = 128
+    max_new_tokens: Tokens = 128
     """Tokens generated at most per clip."""
 
 
@@ -102,7 +111,7 @@ class CorrectorConfig:
     """The fine-tuning prompt over `{hypothesis}`; the target is ` {reference}</s>`."""
     rag_k: int = 3
     """Training pairs shown as worked examples in the retrieval-augmented prompt (0: no RAG column)."""
-    cutoff_len: int = 256
+    cutoff_len: Tokens = 256
     """Tokens kept per training example."""
     batch_size: int = 16
     """Prompts per `generate` call (left-padded, longest first)."""

@@ -10,7 +10,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hw import models, runs, sources, weight_checks
-from hw.config import Dataset, ModelConfig, ReferenceRun, RunOptions, TrainConfig
+from hw.config import Dataset, ModelConfig, ReferenceRun, RunOptions, Tokens, TrainConfig
 from hw.metrics.squad import SquadExample, exact_match, score
 from hw.record import RunRecord
 from hw.tasks.qa.postprocess import QAPredictions, postprocess_qa_predictions
@@ -41,7 +41,7 @@ class QAData:
     """Evaluation questions drawn after shuffling; None uses the whole split."""
     shuffle_seed: int = 42
     """Seed of the shuffle before a subset is drawn."""
-    max_length: int = 384
+    max_length: Tokens = 384
     """Tokens per window: question + context part + special tokens."""
     doc_stride: int = 128
     """Context tokens shared by consecutive windows of a long context."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw import tiny
-from hw.config import DataPath
+from hw.config import DataPath, Tokens
 from hw.errors import HwError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class TangData:
     """The first this many test items; None uses all."""
     validation_size: int = 0
     """Poems held out from the END of the training file to measure a validation loss (0: none)."""
-    cutoff_len: int = 256
+    cutoff_len: Tokens = 256
     """Tokens kept per training example (prompt + answer); longer ones are cut."""
 
     def problems(self) -> list[str]:

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hw import manifest, models, runs, sources, speech
-from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
+from hw.config import (
+    Dataset,
+    LoraConfig,
+    ModelConfig,
+    Quantization,
+    ReferenceRun,
+    RunOptions,
+    Tokens,
+    TrainConfig,
+)
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.record import RunRecord
@@ -71,7 +80,7 @@ class WhisperEval:
     """OpenCC conversion of both sides for `zh`: `t2s` for zh-CN references, `s2twp` for zh-TW."""
     batch_size: int = 16
     """Clips per `generate` call (batches are sorted by duration)."""
-    max_new_tokens: int = 128
+    max_new_tokens: Tokens = 128
     """Tokens generated at most per clip (the course's `generation_max_length`)."""
     samples_seed: int = 0
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
