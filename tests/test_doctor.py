@@ -540,3 +540,26 @@ def test_the_activation_estimate_matches_the_tensors_the_real_whisper_base_saves
         memory.architecture(config, tokens=40), batch=1, value_bytes=4, checkpointing=False
     )
     assert estimate == pytest.approx(measured, rel=0.3)  # measured 0.344 GB, estimated 0.366 GB
+
+
+@pytest.mark.parametrize(("available", "status"), [(8e9, "ok"), (6e9, "warn"), (4e9, "fail")])
+def test_a_need_within_the_estimates_error_band_is_a_warning_not_a_failure(available: float, status: str):
+    need = doctor.ModelNeed(
+        key="model.name_or_path",
+        name="whisper-base",
+        availability="ok",
+        where="local directory",
+        parameters=72_593_920,
+        stored_bytes=4,
+        size_source="config",
+        full_fine_tune=False,
+        quantization="none",
+        save_total_limit=1,
+        precision="fp32",
+        batch_size=16,
+        architecture=memory.architecture(WHISPER_BASE, tokens=128),
+    )
+    (check, *_) = doctor._memory_checks([need], _machine(memory=available))  # about 6.7 GB needed
+
+    assert check.status == status
+    assert ("it may not fit" in check.text) == (status == "warn")
