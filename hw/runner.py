@@ -58,12 +58,13 @@ def run_homework(
             interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only),
         ):
             record: RunRecord = task.run(cfg, run_dir)
-        if not runs.is_main_process():  # the main process writes the artifacts and the report
-            return run_dir
-        record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
-        record.write(run_dir)
-        fragment = report.write_fragment(run_dir, reports_dir)
-    print(f"run: {run_dir}\nreport fragment: {fragment}")
+        if runs.is_main_process():  # the main process writes the artifacts and the report
+            record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
+            record.write(run_dir)
+            fragment = report.write_fragment(run_dir, reports_dir)
+    runs.leave_process_group()  # the others wait for the main process's last write (status `finished`)
+    if runs.is_main_process():
+        print(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
 
 

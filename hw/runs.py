@@ -77,6 +77,30 @@ def agreed(value: Item) -> Item:
     return box[0]
 
 
+def any_process(flag: bool, device: Any) -> bool:
+    """Whether `flag` is true in any process (all must stop at the same step, say); `device` holds the
+    collective's tensor (the Trainer's `args.device`: CUDA for NCCL, CPU for gloo)."""
+    if not _joined():  # alone, or `alone()`: a tiny asset's builder must not wait for the others
+        return flag
+    import torch
+    from torch import distributed
+
+    tensor = torch.tensor([int(flag)], device=device)
+    distributed.all_reduce(tensor, op=distributed.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def leave_process_group() -> None:
+    """Wait until every process got here, then close the process group: left to the interpreter's exit,
+    gloo's teardown races another process's and aborts one (SIGABRT) after a finished run."""
+    if not _joined():
+        return
+    from torch import distributed
+
+    distributed.barrier()
+    distributed.destroy_process_group()
+
+
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
     """The main process of each machine runs the block first (and fills the caches); the others then read them."""
