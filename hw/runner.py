@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hw import config, manifest, report, runs
+from hw import config, disk, manifest, report, runs
 from hw.errors import HwError
 from hw.record import RunRecord
 
@@ -45,7 +45,7 @@ def run_homework(
     settings = config.to_dict(cfg)
     run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)
     # Status `finished` once the fragment is written, `failed` if anything raises.
-    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created):
+    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created), disk.full_as_error(run_dir):
         runs.prepare(run_dir)
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hw import disk
 from hw.errors import HwError, Interrupted
 
 Item = TypeVar("Item")
@@ -296,6 +297,8 @@ def open_to_umask(directory: Path) -> None:
 
 
 def _unwritable(path: Path, error: OSError) -> HwError:
+    if disk.is_full(error, path.parent):
+        return disk.full_error(path)
     return HwError(
         f"cannot write {str(path)!r} ({error.strerror or error}); free disk space, or choose a writable "
         "--output-dir / --reports-dir"
