@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -109,11 +110,21 @@ def logging_to(log_file: Path) -> Iterator[None]:
     transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    files = [logging.FileHandler(log_file, encoding="utf-8")] if runs.is_main_process() else []
+    replaced = None
+    if runs.is_main_process() and log_file.is_symlink():  # appending would write wherever it points
+        replaced = os.readlink(log_file)
+        log_file.unlink()
+    files = [_LogFile(log_file, encoding="utf-8")] if runs.is_main_process() else []
     handlers = [logging.StreamHandler(sys.stderr), *files]
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
+    if replaced is not None:
+        log.warning(
+            "%s was a symbolic link (to %s): replaced by a file of its own, the target untouched",
+            log_file,
+            replaced,
+        )
     try:
         yield
     except HwError:
@@ -129,3 +140,11 @@ def logging_to(log_file: Path) -> Iterator[None]:
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+
+
+class _LogFile(logging.FileHandler):
+    """A log file opened without following a symbolic link: a link put there after the check fails to open."""
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        return open(os.open(self.baseFilename, flags, 0o666), "a", encoding=self.encoding)
