@@ -162,7 +162,12 @@ def cached_features(
     cache.mkdir(parents=True, exist_ok=True)
     # Computed once: the other processes of a distributed run read the cache, and another hw command computing
     # the same features waits for the lock, then reads them too (two writers of one cache file could mix it up).
+    cache_file = cache / f"features-{fingerprint}.arrow"
     with runs.main_process_first(), filelock.FileLock(cache / f"features-{fingerprint}.lock"):
+        damage = _damage(cache_file, len(split)) if runs.is_main_process() else None
+        if damage:
+            log.warning("rebuilding the damaged features cache %s (%s)", cache_file, damage)
+            cache_file.unlink()
         return split.map(
             partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
             batched=True,
@@ -170,10 +175,24 @@ def cached_features(
             remove_columns=split.column_names,
             features=feature_columns(processor),
             new_fingerprint=fingerprint,
-            cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
+            cache_file_name=str(cache_file),
             num_proc=num_proc,
             desc=desc,
         )
+
+
+def _damage(cache_file: Path, rows: int) -> str | None:
+    """Why a features cache file cannot be read back whole (cut short by a kill, a full disk, a partial copy);
+    None when it can, or does not exist. A flipped bit inside the features themselves goes unseen."""
+    import datasets
+
+    if not cache_file.exists():
+        return None
+    try:
+        found = len(datasets.Dataset.from_file(str(cache_file)))
+    except Exception as error:  # pyarrow's OSError or ArrowInvalid, whichever part was cut
+        return f"{type(error).__name__}: {str(error)[:120]}"
+    return None if found == rows else f"{found} rows for a split of {rows}"
 
 
 @dataclass(frozen=True)
