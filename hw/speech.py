@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from hw import audio, runs
+from hw import audio, runs, sources
 from hw.config import TrainConfig
 from hw.errors import HwError
 from hw.training import build_trainer, train
@@ -164,10 +164,7 @@ def cached_features(
     # the same features waits for the lock, then reads them too (two writers of one cache file could mix it up).
     cache_file = cache / f"features-{fingerprint}.arrow"
     with runs.main_process_first(), filelock.FileLock(cache / f"features-{fingerprint}.lock"):
-        damage = _damage(cache_file, len(split)) if runs.is_main_process() else None
-        if damage:
-            log.warning("rebuilding the damaged features cache %s (%s)", cache_file, damage)
-            cache_file.unlink()
+        sources.drop_damaged_cache(cache_file, len(split))
         return split.map(
             partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
             batched=True,
@@ -179,20 +176,6 @@ def cached_features(
             num_proc=num_proc,
             desc=desc,
         )
-
-
-def _damage(cache_file: Path, rows: int) -> str | None:
-    """Why a features cache file cannot be read back whole (cut short by a kill, a full disk, a partial copy);
-    None when it can, or does not exist. A flipped bit inside the features themselves goes unseen."""
-    import datasets
-
-    if not cache_file.exists():
-        return None
-    try:
-        found = len(datasets.Dataset.from_file(str(cache_file)))
-    except Exception as error:  # pyarrow's OSError or ArrowInvalid, whichever part was cut
-        return f"{type(error).__name__}: {str(error)[:120]}"
-    return None if found == rows else f"{found} rows for a split of {rows}"
 
 
 @dataclass(frozen=True)

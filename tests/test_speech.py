@@ -238,7 +238,7 @@ def test_a_damaged_features_cache_is_rebuilt_with_one_warning(
         rebuilt = speech.cached_features(split, processor, max_label_tokens=64)
         assert [row["labels"] for row in rebuilt] == expected
         warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
-        assert len(warnings) == 1 and f"rebuilding the damaged features cache {cache_file}" in warnings[0]
+        assert len(warnings) == 1 and f"rebuilding the damaged cache {cache_file}" in warnings[0]
         assert cache_file.stat().st_size == len(data)
     caplog.clear()
     speech.cached_features(split, processor, max_label_tokens=64)  # whole: read back without a word
