@@ -93,7 +93,7 @@ def test_a_figure_that_cannot_be_written_is_one_user_error_and_leaves_no_file(
     run_dir = _with_history(_fake_run(tmp_path, "r1", "yelp", False, 0.6))
     monkeypatch.setattr(runs, "os", FullDisk())
     with pytest.raises(
-        HwError, match=r"cannot write '.*/reports/figures/yelp-yelp\.png' \(No space left on device\)"
+        HwError, match=r"cannot write '.*/reports/figures/yelp-yelp\.png' \(No space left on device; "
     ):
         report.write_fragment(run_dir, tmp_path / "reports")
     assert [path.name for path in (tmp_path / "reports").rglob("*")] == ["figures"]
