@@ -14,8 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
+from hw import config_layers
 from hw.errors import ConfigError, HwError
 
 # Keys of earlier versions: a config that still uses one is told the new spelling.
@@ -240,18 +239,12 @@ def load(
             f"unknown variant {variant!r} for hw {homework}; choose one of: {', '.join(variants(homework))}"
         )
     run = {"homework": homework, "variant": variant, **(run or {})}
-    data = _read_yaml(config_dir(homework) / f"{variant}.yaml")
-    tiny_block = data.pop("tiny", {})
-    if run.get("tiny"):
-        for key, value in tiny_block.items():
-            _set_path(data, key, value)
-    if config_file is not None:
-        user = _read_yaml(config_file)
-        user.pop("tiny", None)
-        _merge(data, user)
-    for item in overrides:
-        key, value = _parse_override(item)
-        _set_path(data, key, value)
+    packaged = config_dir(homework) / f"{variant}.yaml"
+    data = config_layers.merged(
+        packaged, tiny=bool(run.get("tiny")), config_file=config_file, overrides=overrides
+    )
+    flags = {spec.name: _default(spec) for spec in dataclasses.fields(RunOptions) if not _required(spec)}
+    config_layers.require_flags_agree(data.pop("run", None), {**flags, **run})
     data["run"] = run
     problems: list[str] = []
     config = _convert(schema, data, "", problems)
@@ -263,60 +256,6 @@ def load(
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain-data view of a config, for config.yaml and reports."""
     return dataclasses.asdict(config)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if Path(path).is_dir():
-        raise HwError(f"config file {str(path)!r} is a folder; pass a YAML file to --config")
-    if not Path(path).is_file():
-        raise HwError(f"config file not found: {str(path)!r}; pass an existing YAML file to --config")
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as error:
-        raise HwError(
-            f"config file {str(path)!r} is not UTF-8 text (byte {error.start}); re-save it as UTF-8"
-        ) from None
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        problem = f" ({error.problem})" if getattr(error, "problem", None) else ""
-        raise HwError(
-            f"config file {str(path)!r} is not valid YAML{line}{problem}; fix the syntax and retry"
-        ) from None
-    if not isinstance(data, dict):
-        raise HwError(
-            f"config file {str(path)!r} must hold a mapping of keys to values, not {type(data).__name__}"
-        )
-    return data
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise HwError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set train.learning_rate=3e-5")
-    try:
-        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        return key.strip(), raw
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for part in parents:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[leaf] = value
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def _convert(schema: type, data: Any, path: str, problems: list[str]) -> Any:

@@ -2,7 +2,10 @@
 line on stderr."""
 
 import contextlib
+import signal
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 class HwError(Exception):
@@ -28,14 +31,35 @@ class Interrupted(HwError):
         super().__init__(message)
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a run's training (`hw.interrupts` handles it there), raised as Ctrl-C raises
+    `KeyboardInterrupt`: writes in progress clean up (`runs.write_bytes`) instead of the process vanishing."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn an `HwError` into one line on stderr and its exit code; anything else is a bug and keeps its traceback."""
+    """Turn an `HwError` into one line on stderr and its exit code; Ctrl-C or SIGTERM (outside training, which
+    saves a checkpoint first) into one line and exit 130 or 143; anything else is a bug and keeps its traceback."""
+    import typer  # only a command line catches errors this way; the library raises them
+
+    handling = threading.current_thread() is threading.main_thread()  # where Python lets a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
     try:
         yield
     except HwError as error:
-        import typer  # only a command line catches errors this way; the library raises them
-
         kind = "" if isinstance(error, Interrupted) else "error: "  # an interruption is no mistake
         typer.echo(f"hw: {kind}{error}", err=True)
         raise typer.Exit(error.exit_code) from None
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        typer.echo(
+            f"hw: interrupted ({signum.name}); nothing was left half-written: run the command again", err=True
+        )
+        raise typer.Exit(128 + signum) from None
+    finally:
+        if handling:
+            signal.signal(signal.SIGTERM, previous)

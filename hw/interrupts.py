@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from hw import runs
 from hw.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a preempted cloud machine or `kill` sends
@@ -118,13 +119,7 @@ class StopWhenInterrupted(TrainerCallback):
 def _agreed(stop: bool, device: Any) -> bool:
     """Whether any process received a signal: all must stop at the same step, or the others wait forever for
     the stopped one (under DDP the signal reaches each process at a slightly different moment)."""
-    import torch
-    from torch import distributed
-
-    if not (distributed.is_available() and distributed.is_initialized()):
-        return stop
-    flag = torch.tensor([int(stop)], device=device)
-    distributed.all_reduce(flag, op=distributed.ReduceOp.MAX)
-    if flag.item() and _state.signum is None:
+    stop = runs.any_process(stop, device)
+    if stop and _state.signum is None:
         _state.signum = signal.SIGTERM  # stopped by another process's signal
-    return bool(flag.item())
+    return stop

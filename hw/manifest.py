@@ -89,7 +89,10 @@ def tracked(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _set_status(run_dir, "failed")
+        with contextlib.suppress(
+            HwError
+        ):  # a full disk: the error that stopped the run says so, not this one
+            _set_status(run_dir, "failed")
         raise
     _set_status(run_dir, "finished")
 

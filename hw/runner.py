@@ -8,13 +8,14 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hw import card, config, manifest, report, runs
+from hw import card, config, disk, manifest, report, runs
 from hw.errors import HwError
 from hw.record import RunRecord
 
@@ -46,7 +47,11 @@ def run_homework(
     run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)
     # Status `finished` once the fragment is written, `failed` if anything raises.
     continue_with = interrupts.continue_command(run_dir, resume=not cfg.run.eval_only)
-    with manifest.tracked(run_dir), runs.removed_on_user_error(run_dir, created, continue_with):
+    with (
+        manifest.tracked(run_dir),
+        runs.removed_on_user_error(run_dir, created, continue_with),
+        disk.full_as_error(run_dir),
+    ):
         runs.prepare(run_dir)
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
@@ -60,14 +65,15 @@ def run_homework(
             interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only),
         ):
             record: RunRecord = task.run(cfg, run_dir)
-        if not runs.is_main_process():  # the main process writes the artifacts and the report
-            return run_dir
-        record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
-        record.write(run_dir)
-        if (run_dir / "model").is_dir():  # the model this run saved (an eval-only run saves none)
-            card.write(run_dir)
-        fragment = report.write_fragment(run_dir, reports_dir)
-    print(f"run: {run_dir}\nreport fragment: {fragment}")
+        if runs.is_main_process():  # the main process writes the artifacts and the report
+            record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
+            record.write(run_dir)
+            if (run_dir / "model").is_dir():  # the model this run saved (an eval-only run saves none)
+                card.write(run_dir)
+            fragment = report.write_fragment(run_dir, reports_dir)
+    runs.leave_process_group()  # the others wait for the main process's last write (status `finished`)
+    if runs.is_main_process():
+        print(f"run: {run_dir}\nreport fragment: {fragment}")
     return run_dir
 
 
@@ -120,11 +126,21 @@ def logging_to(log_file: Path) -> Iterator[None]:
     transformers.logging.enable_propagation()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    files = [logging.FileHandler(log_file, encoding="utf-8")] if runs.is_main_process() else []
+    replaced = None
+    if runs.is_main_process() and log_file.is_symlink():  # appending would write wherever it points
+        replaced = os.readlink(log_file)
+        log_file.unlink()
+    files = [_LogFile(log_file, encoding="utf-8")] if runs.is_main_process() else []
     handlers = [logging.StreamHandler(sys.stderr), *files]
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
+    if replaced is not None:
+        log.warning(
+            "%s was a symbolic link (to %s): replaced by a file of its own, the target untouched",
+            log_file,
+            replaced,
+        )
     try:
         yield
     except HwError:
@@ -140,3 +156,11 @@ def logging_to(log_file: Path) -> Iterator[None]:
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+
+
+class _LogFile(logging.FileHandler):
+    """A log file opened without following a symbolic link: a link put there after the check fails to open."""
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        return open(os.open(self.baseFilename, flags, 0o666), "a", encoding=self.encoding)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hw import disk
 from hw.errors import HwError, Interrupted
 
 Item = TypeVar("Item")
@@ -75,6 +76,30 @@ def agreed(value: Item) -> Item:
     box = [value]
     distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def any_process(flag: bool, device: Any) -> bool:
+    """Whether `flag` is true in any process (all must stop at the same step, say); `device` holds the
+    collective's tensor (the Trainer's `args.device`: CUDA for NCCL, CPU for gloo)."""
+    if not _joined():  # alone, or `alone()`: a tiny asset's builder must not wait for the others
+        return flag
+    import torch
+    from torch import distributed
+
+    tensor = torch.tensor([int(flag)], device=device)
+    distributed.all_reduce(tensor, op=distributed.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def leave_process_group() -> None:
+    """Wait until every process got here, then close the process group: left to the interpreter's exit,
+    gloo's teardown races another process's and aborts one (SIGABRT) after a finished run."""
+    if not _joined():
+        return
+    from torch import distributed
+
+    distributed.barrier()
+    distributed.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -272,6 +297,8 @@ def open_to_umask(directory: Path) -> None:
 
 
 def _unwritable(path: Path, error: OSError) -> HwError:
+    if disk.is_full(error, path.parent):
+        return disk.full_error(path)
     return HwError(
         f"cannot write {str(path)!r} ({error.strerror or error}); free disk space, or choose a writable "
         "--output-dir / --reports-dir"

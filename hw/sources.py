@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hw import tiny
+from hw import runs, tiny
 from hw.errors import HwError
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ def load_splits(data: Any, columns: list[str], need_train: bool) -> dict[str, An
     splits = {}
     for name, (split_name, limit) in wanted.items():
         split = require_split(dataset_dict, split_name, data.dataset, f"data.{name}_split")
+        drop_damaged_caches(split)
         require_columns(split, columns, data.dataset)
         splits[name] = subset(split, limit, data.shuffle_seed)
     return splits
@@ -345,3 +346,32 @@ def _first_line(error: Exception) -> str:
     if not text:
         return type(error).__name__
     return f"{type(error).__name__}: {text[0][:160]}" + ("…" if len(text[0]) > 160 else "")
+
+
+def drop_damaged_caches(split: Any) -> None:
+    """`drop_damaged_cache` of every file `datasets` cached beside `split` (shuffled indices, tokenized
+    features…): any of them, cut short, stopped the run at the operation that read it back."""
+    import datasets
+
+    if split.cache_files and datasets.is_caching_enabled():  # else nothing is cached (an in-memory split)
+        for cache_file in sorted(Path(split.cache_files[0]["filename"]).parent.glob("cache-*.arrow")):
+            drop_damaged_cache(cache_file)
+
+
+def drop_damaged_cache(cache_file: Path, rows: int | None = None) -> None:
+    """Delete a `datasets` cache file that cannot be read back whole (cut by a kill, a full disk, a partial copy)
+    or lacks `rows` rows, with one warning naming it: the `map` about to read it computes it again instead of
+    failing with `OSError: Expected to be able to read …` or `ArrowInvalid`. A flipped bit in the values goes
+    unseen. From the main process only: the others read what it rebuilt (`runs.main_process_first`)."""
+    import datasets
+
+    if not runs.is_main_process() or not cache_file.exists():
+        return
+    try:
+        found = len(datasets.Dataset.from_file(str(cache_file)))
+        why = None if rows is None or found == rows else f"{found} rows, not {rows}"
+    except Exception as error:  # pyarrow's OSError or ArrowInvalid, whichever part was cut
+        why = f"{type(error).__name__}: {str(error)[:120]}"
+    if why:
+        log.warning("rebuilding the damaged cache %s (%s)", cache_file, why)
+        cache_file.unlink()

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from hw import audio, runs
+from hw import audio, runs, sources
 from hw.config import TrainConfig
 from hw.errors import HwError
 from hw.training import build_trainer, train
@@ -162,7 +162,9 @@ def cached_features(
     cache.mkdir(parents=True, exist_ok=True)
     # Computed once: the other processes of a distributed run read the cache, and another hw command computing
     # the same features waits for the lock, then reads them too (two writers of one cache file could mix it up).
+    cache_file = cache / f"features-{fingerprint}.arrow"
     with runs.main_process_first(), filelock.FileLock(cache / f"features-{fingerprint}.lock"):
+        sources.drop_damaged_cache(cache_file, len(split))
         return split.map(
             partial(speech_features, processor=processor, max_label_tokens=max_label_tokens),
             batched=True,
@@ -170,7 +172,7 @@ def cached_features(
             remove_columns=split.column_names,
             features=feature_columns(processor),
             new_fingerprint=fingerprint,
-            cache_file_name=str(cache / f"features-{fingerprint}.arrow"),
+            cache_file_name=str(cache_file),
             num_proc=num_proc,
             desc=desc,
         )

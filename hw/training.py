@@ -234,11 +234,7 @@ def train(trainer: Trainer, run_dir: Path, resume: bool) -> None:
     if resume:
         checkpoints = run_dir / "checkpoints"
         checkpoint = runs.agreed(last_complete_checkpoint(checkpoints))
-        for directory in _checkpoints(checkpoints):
-            why = _incomplete(directory)
-            if why and runs.is_main_process():
-                log.warning("deleting %s: %s", directory, why)
-                shutil.rmtree(directory, ignore_errors=True)
+        drop_incomplete_checkpoints(checkpoints)
         log.info("resuming from %s", checkpoint or "the start (no complete checkpoint yet)")
     trainer.train(resume_from_checkpoint=checkpoint)
     stop_if_interrupted(trainer.state.global_step)
@@ -248,6 +244,15 @@ def drop_checkpoints(run_dir: Path) -> None:
     """Delete the Trainer's `checkpoints/` (`training_arguments`) once training is over and the model saved:
     they only serve resuming a killed run."""
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def drop_incomplete_checkpoints(checkpoints: Path) -> None:
+    """Delete (from the main process) each `checkpoint-<step>` directory that cannot be resumed from, saying why."""
+    for directory in _checkpoints(checkpoints):
+        why = _incomplete(directory)
+        if why and runs.is_main_process():
+            log.warning("deleting %s: %s", directory, why)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:

@@ -533,7 +533,8 @@ CASES = [
     Case(
         "disk-full",
         ["yelp", "--tiny"],
-        r"cannot write 'runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}/run\.json' \(No space left on device\); free disk space",
+        r"cannot write 'runs/yelp/yelp-tiny-\d{{8}}-\d{{6}}/run\.json' \(No space left on device; [\d.]+ MB free\); "
+        r"free space or point --output-dir",
         full_disk=True,
     ),
     Case(

@@ -144,3 +144,36 @@ def test_dataset_and_data_path_fields_convert_and_dump_as_plain_strings() -> Non
     assert yaml.safe_load(yaml.safe_dump(config.to_dict(yelp)))["data"]["dataset"] == "./reviews"
     with pytest.raises(ConfigError, match=r"data\.train_file: expected str, got 7"):
         config.load(_schema("tang"), "tang", overrides=["data.train_file=7"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "user_yaml", "expected"),
+    [
+        (["run.variant=imdb-lora"], None, r"run\.variant='imdb-lora' \(the command line gives 'yelp'\)"),
+        ([], "run:\n  tiny: true\n", r"run\.tiny=True \(the command line gives False\)"),
+        (["run.epochs=3"], None, r"run\.epochs=3: run options are set by flags"),
+        (["run=fast"], None, r"run\.='fast': run options are set by flags"),
+    ],
+)
+def test_run_options_from_set_or_config_are_refused_unless_the_flags_agree(
+    tmp_path, overrides: list[str], user_yaml: str | None, expected: str
+) -> None:
+    """They were replaced by the flags' values without a word: --set run.variant=imdb-lora trained yelp."""
+    user = None
+    if user_yaml is not None:
+        user = tmp_path / "mine.yaml"
+        user.write_text(user_yaml)
+    with pytest.raises(HwError, match=expected + r".*pass the flag, or drop the key"):
+        config.load(_schema("yelp"), "yelp", config_file=user, overrides=overrides, run={"tiny": False})
+
+
+def test_a_saved_config_yaml_with_its_run_block_loads_again(tmp_path) -> None:
+    """A run's config.yaml holds its `run:` block: given back with the same flags, it is the same config."""
+    import yaml
+
+    cfg = config.load(_schema("yelp"), "yelp", "imdb-lora", run={"tiny": True})
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(config.to_dict(cfg)))
+    assert config.load(_schema("yelp"), "yelp", "imdb-lora", config_file=saved, run={"tiny": True}) == cfg
+    with pytest.raises(HwError, match=r"run\.tiny=True \(the command line gives False\)"):
+        config.load(_schema("yelp"), "yelp", "imdb-lora", config_file=saved)

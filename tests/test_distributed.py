@@ -170,3 +170,28 @@ def test_tang_qlora_config_trains_and_shares_generation_across_two_processes(tmp
     # One process reaches char F1 1.0 in 75 steps; two take 38 steps of 32 poems (0.79 seen). Untrained: 0.
     assert final["char_f1"] >= 0.5
     assert final["form"] >= 0.9  # 1.0 and 0.983 seen (sampled decoding, two processes); untrained: 0
+
+
+AGREEING = """
+from hw import runs
+
+with runs.main_process_first(), runs.alone():  # as a tiny asset's builder: its Trainer asks at every step
+    assert runs.any_process(True, "cpu")
+assert runs.any_process(runs.rank() == 1, "cpu")  # a signal that reached one process stops both
+runs.leave_process_group()
+print("left", runs.rank())
+"""
+
+
+def test_processes_agree_only_together_and_leave_their_group_cleanly(tmp_path: Path) -> None:
+    """A collective in the main process alone (a tiny asset built under `alone`) hung the run for ever; left to
+    the interpreter's exit, gloo's teardown aborted a finished process now and then (SIGABRT, exit -6)."""
+    script = tmp_path / "agreeing.py"
+    script.write_text(AGREEING, encoding="utf-8")
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for _ in range(3):  # the teardown race struck about one run in six
+        result = subprocess.run(
+            [*TORCHRUN, str(script)], env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert sorted(result.stdout.split()) == ["0", "1", "left", "left"]

@@ -213,7 +213,7 @@ def test_a_figure_that_cannot_be_written_is_one_user_error_and_leaves_no_file(
     run_dir = _with_history(_fake_run(tmp_path, "r1", "yelp", False, 0.6))
     monkeypatch.setattr(runs, "os", FullDisk())
     with pytest.raises(
-        HwError, match=r"cannot write '.*/reports/figures/yelp/r1\.png' \(No space left on device\)"
+        HwError, match=r"cannot write '.*/reports/figures/yelp/r1\.png' \(No space left on device; "
     ):
         report.write_fragment(run_dir, tmp_path / "reports")
     assert [path.name for path in (tmp_path / "reports").rglob("*")] == ["figures", "yelp"]
@@ -319,3 +319,33 @@ def test_a_summary_of_only_foreign_files_is_a_user_error_naming_them(tmp_path: P
         HwError, match=r"no report fragments in '.*/fragments' \(skipped: '.*/notes\.md' \(not an hw report"
     ):
         summary_module.assemble(tmp_path)
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_while_the_summary_is_written_is_one_line_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: str, exit_code: int
+) -> None:
+    """Ctrl-C outside a run's training gave a KeyboardInterrupt traceback; SIGTERM ended hw without a word."""
+    import os
+    import signal
+
+    from hw.cli import app
+    from tests.invoking import runner
+
+    reports = tmp_path / "reports"
+    report.write_fragment(_fake_run(tmp_path, "r1", "yelp", False, 0.6), reports)
+    real_fsync = os.fsync
+
+    def signalled_fsync(descriptor: int) -> None:  # a real signal, half-way through writing summary.md
+        os.kill(os.getpid(), getattr(signal, signum))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(runs.os, "fsync", signalled_fsync)
+    result = runner.invoke(app, ["report", "--reports-dir", str(reports)])
+    monkeypatch.undo()
+    assert result.exit_code == exit_code, result.output
+    assert result.stderr.strip() == (
+        f"hw: interrupted ({signum}); nothing was left half-written: run the command again"
+    )
+    assert not (reports / "summary.md").exists()
+    assert not [path.name for path in reports.rglob("*") if path.name.endswith(runs.PARTIAL_SUFFIX)]

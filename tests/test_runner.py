@@ -342,3 +342,22 @@ def test_a_second_signal_exits_at_once(monkeypatch: pytest.MonkeyPatch, capfd: p
         interrupts._on_signal(signal.SIGINT, None)
     assert exited.value.code == 130
     assert capfd.readouterr().err.endswith("\nhw: interrupted again: exiting now, without saving\n")
+
+
+def test_a_symlinked_run_log_is_replaced_and_its_target_never_written(tmp_path: Path) -> None:
+    """`run.log` is appended to: through a link it wrote wherever the link pointed (someone else's file)."""
+    import logging
+
+    from hw.runner import logging_to
+
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("not hw's\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.log").symlink_to(elsewhere)
+    with logging_to(run_dir / "run.log"):
+        logging.getLogger("hw.test").info("into the run's own log")
+    assert elsewhere.read_text() == "not hw's\n"
+    assert not (run_dir / "run.log").is_symlink()
+    text = (run_dir / "run.log").read_text()
+    assert "was a symbolic link (to " in text and "into the run's own log" in text

@@ -49,7 +49,8 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, 
     target.write_text("old")
     monkeypatch.setattr(runs, "os", FullDisk())
     with pytest.raises(
-        HwError, match=r"cannot write '.*metrics\.json' \(No space left on device\); free disk"
+        HwError,
+        match=r"cannot write '.*metrics\.json' \(No space left on device; [\d.]+ MB free\); free space",
     ):
         runs.write_json(target, {"new": 1})
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]

@@ -293,3 +293,33 @@ def test_features_wait_for_another_process_computing_the_same_cache(
         assert results == [] and not computed.exists()
     waiting.join(timeout=60)
     assert results == [2] and computed.exists()
+
+
+def test_a_damaged_features_cache_is_rebuilt_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache file cut short (a kill, a full disk) stopped every later run with `OSError: Expected to be able to
+    read …` or `ArrowInvalid`."""
+    import datasets
+
+    from hw.tiny import whisper
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    soundfile.write(tmp_path / "ok.wav", _tone(1.0, 16000), 16000)
+    split = datasets.Dataset.from_dict({"audio": [str(tmp_path / "ok.wav")] * 3, "sentence": ["le chat"] * 3})
+    processor = whisper.build_processor()
+    whole = speech.cached_features(split, processor, max_label_tokens=64)
+    expected = [row["labels"] for row in whole]
+    (cache_file,) = (tmp_path / "cache" / "hw-speech").glob("features-*.arrow")
+    data = cache_file.read_bytes()
+    for cut in (len(data) // 2, 100):  # in the features, then in the schema
+        cache_file.write_bytes(data[:cut])
+        caplog.clear()
+        rebuilt = speech.cached_features(split, processor, max_label_tokens=64)
+        assert [row["labels"] for row in rebuilt] == expected
+        warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+        assert len(warnings) == 1 and f"rebuilding the damaged cache {cache_file}" in warnings[0]
+        assert cache_file.stat().st_size == len(data)
+    caplog.clear()
+    speech.cached_features(split, processor, max_label_tokens=64)  # whole: read back without a word
+    assert not [record for record in caplog.records if record.levelname == "WARNING"]

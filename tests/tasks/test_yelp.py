@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,28 @@ def test_lora_variant_learns_and_reports_demo_sentences(smoke: Path, tmp_path: P
     (demo,) = trained["tables"]
     assert demo["columns"] == ["Sentence", "Before training", "After training"]
     assert [row[0] for row in demo["rows"]][0] == "It was good."
+
+
+def test_damaged_datasets_caches_are_rebuilt_with_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `datasets` cache file cut short (a kill, a full disk): tokenized features, the shuffled subset's indices,
+    stopped every later run with `OSError: Expected to be able to read …`; now each is computed again."""
+    started = time.time()
+    first = _eval_only(tmp_path / "first", "yelp", "--max-eval-samples", "50")
+    cfg = config.load(yelp.YelpConfig, "yelp", run={"tiny": True, "eval_only": True})
+    (data_file, *_) = yelp._load_splits(cfg.data, need_train=False)["eval"].cache_files
+    written = [
+        path
+        for path in Path(data_file["filename"]).parent.glob("cache-*.arrow")
+        if path.stat().st_mtime >= started
+    ]
+    assert written, "the first run cached what it computed from the test split"
+    for cache in written:
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    caplog.clear()
+    again = _eval_only(tmp_path / "again", "yelp", "--max-eval-samples", "50")
+    assert again["final"] == first["final"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    rebuilt = [message for message in warnings if message.startswith("rebuilding the damaged cache ")]
+    assert sorted(message.split()[4] for message in rebuilt) == sorted(map(str, written))
