@@ -1,11 +1,13 @@
 """Configuration: packaged YAML defaults + a user's YAML file + `--set` overrides → one frozen dataclass.
 
 Precedence, lowest first: the homework variant's YAML in `hw/configs/<homework>/`, its `tiny:` block (with
-`--tiny`), the user's `--config FILE`, `--set key=value` overrides, then dedicated CLI flags (which arrive as
-overrides too). Conversion is strict: unknown keys get a suggestion, wrong types and out-of-range values are
-rejected, and every problem is reported in one `ConfigError`.
+`--tiny`), the base an adapter checkpoint was trained on (so that it is scored on that base), the user's
+`--config FILE`, `--set key=value` overrides, then dedicated CLI flags (which arrive as overrides too).
+Conversion is strict: unknown keys get a suggestion, wrong types and out-of-range values are rejected, and every
+problem is reported in one `ConfigError`.
 """
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
@@ -231,19 +233,50 @@ def load(
     if run.get("tiny"):
         for key, value in tiny_block.items():
             _set_path(data, key, value)
+    chosen: dict[str, Any] = {}  # what the user set, by --config and --set
     if config_file is not None:
         user = _read_yaml(config_file)
         user.pop("tiny", None)
         _merge(data, user)
+        chosen = copy.deepcopy(user)
     for item in overrides:
         key, value = _parse_override(item)
         _set_path(data, key, value)
+        _set_path(chosen, key, value)
+    _use_checkpoint_bases(data, run.get("checkpoint"), chosen)
     data["run"] = run
     problems: list[str] = []
     config = convert(schema, data, "", problems)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _use_checkpoint_bases(data: dict[str, Any], run_checkpoint: str | None, chosen: dict[str, Any]) -> None:
+    """Score an adapter checkpoint on the base it was trained on: its name (and revision) replace the packaged
+    `model` of its section unless the user chose that model. `--checkpoint` adapts `model`; a section with its
+    own `checkpoint` (atc's `corrector`) adapts that section's `model`."""
+    from hw import sources
+
+    checkpoints = {"model": run_checkpoint} | {
+        f"{name}.model": section.get("checkpoint")
+        for name, section in data.items()
+        if isinstance(section, dict) and isinstance(section.get("model"), dict)
+    }
+    for model_key, checkpoint in checkpoints.items():
+        found = sources.checkpoint_base(checkpoint, model_key) if isinstance(checkpoint, str) else None
+        if found is None or _has_path(chosen, f"{model_key}.name_or_path"):
+            continue
+        for key, value in found[0].items():
+            if not _has_path(chosen, f"{model_key}.{key}"):
+                _set_path(data, f"{model_key}.{key}", value)
+
+
+def _has_path(data: dict[str, Any], dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if not isinstance(data, dict) or head not in data:
+        return False
+    return not rest or _has_path(data[head], rest)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
