@@ -1,6 +1,8 @@
-"""The layers of a config, merged into one mapping: packaged YAML (and its `tiny:` block), the user's
-`--config` file, `--set` overrides; a `run:` block, which the command-line flags set, must agree with them."""
+"""The layers of a config, merged into one mapping: packaged YAML (and its `tiny:` block), the base an adapter
+checkpoint was trained on, the user's `--config` file, `--set` overrides; a `run:` block, which the command-line
+flags set, must agree with them."""
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +11,54 @@ import yaml
 from hw.errors import HwError
 
 
-def merged(packaged: Path, *, tiny: bool, config_file: Path | None, overrides: list[str]) -> dict[str, Any]:
-    """The packaged YAML, its `tiny:` block when `tiny`, then `config_file`, then `overrides` (`key.sub=value`)."""
+def merged(
+    packaged: Path, *, tiny: bool, config_file: Path | None, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The packaged YAML, its `tiny:` block when `tiny`, then `config_file`, then `overrides` (`key.sub=value`);
+    and, apart, what the user chose by `config_file` and `overrides` alone."""
     data = read_yaml(packaged)
     tiny_block = data.pop("tiny", {})
     if tiny:
         for key, value in tiny_block.items():
             _set_path(data, key, value)
+    chosen: dict[str, Any] = {}
     if config_file is not None:
         user = read_yaml(config_file)
         user.pop("tiny", None)
         _merge(data, user)
+        chosen = copy.deepcopy(user)
     for item in overrides:
         key, value = _parse_override(item)
         _set_path(data, key, value)
-    return data
+        _set_path(chosen, key, value)
+    return data, chosen
+
+
+def use_checkpoint_bases(data: dict[str, Any], run_checkpoint: str | None, chosen: dict[str, Any]) -> None:
+    """Score an adapter checkpoint on the base it was trained on: its name (and revision) replace the packaged
+    `model` of its section unless the user chose that model. `--checkpoint` adapts `model`; a section with its
+    own `checkpoint` (atc's `corrector`) adapts that section's `model`."""
+    from hw import sources
+
+    checkpoints = {"model": run_checkpoint} | {
+        f"{name}.model": section.get("checkpoint")
+        for name, section in data.items()
+        if isinstance(section, dict) and isinstance(section.get("model"), dict)
+    }
+    for model_key, checkpoint in checkpoints.items():
+        found = sources.checkpoint_base(checkpoint, model_key) if isinstance(checkpoint, str) else None
+        if found is None or _has_path(chosen, f"{model_key}.name_or_path"):
+            continue
+        for key, value in found[0].items():
+            if not _has_path(chosen, f"{model_key}.{key}"):
+                _set_path(data, f"{model_key}.{key}", value)
+
+
+def _has_path(data: dict[str, Any], dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if not isinstance(data, dict) or head not in data:
+        return False
+    return not rest or _has_path(data[head], rest)
 
 
 def require_flags_agree(given: Any, flags: dict[str, Any]) -> None:

@@ -77,6 +77,8 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
     resolved = sources.resolve_checkpoint(checkpoint) if checkpoint else None
     if resolved:
         weight_checks.require_whole(Path(resolved), f"--checkpoint {checkpoint!r}")
+    if resolved and is_adapter(resolved):
+        _log_base(model, checkpoint, key)
     if resolved and not is_adapter(resolved) and (Path(resolved) / "tokenizer_config.json").is_file():
         return Weights(
             model, None, resolved, checkpoint, key
@@ -84,6 +86,30 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
     return Weights(
         model, sources.resolve_model(model.name_or_path, model.revision, key=key), resolved, checkpoint, key
     )
+
+
+def _log_base(model: ModelConfig, checkpoint: str, key: str) -> None:
+    """Say which base an adapter `--checkpoint` is scored on, and why (`config.load` chose its own by default)."""
+    trained_on, source = sources.checkpoint_base(checkpoint, key.removesuffix(".name_or_path")) or (
+        None,
+        None,
+    )
+    if trained_on is not None and trained_on["name_or_path"] == model.name_or_path:
+        log.info(
+            "base model %s: the one adapter --checkpoint %s was trained on (%s); --set %s=… to score it on another",
+            model.name_or_path,
+            checkpoint,
+            source,
+            key,
+        )
+    else:
+        log.info(
+            "base model %s, set by %s; adapter --checkpoint %s was trained on %s",
+            model.name_or_path,
+            key,
+            checkpoint,
+            trained_on["name_or_path"] if trained_on else "a base it does not record",
+        )
 
 
 def trained_here(weights: Weights, directory: str | Path) -> Weights:
@@ -246,7 +272,13 @@ def _pretrained(
     if weights.adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, weights.checkpoint)
+        try:
+            model = PeftModel.from_pretrained(model, weights.checkpoint)
+        except RuntimeError as error:
+            mismatch = weight_checks.adapter_mismatch(weights, error)
+            if mismatch is None:
+                raise
+            raise mismatch from None
     return model, sorted(info["missing_keys"])
 
 

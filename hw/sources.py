@@ -102,6 +102,36 @@ def resolve_checkpoint(path: str, key: str = "--checkpoint") -> str:
     return resolve_model(str(candidate), key=key)
 
 
+def checkpoint_base(path: str, model_key: str = "model") -> tuple[dict[str, str], str] | None:
+    """The base an adapter checkpoint was trained on, and the file that says so.
+
+    Its run's `config.yaml` (`model_key`'s name and revision, for a run directory), else the adapter's
+    `adapter_config.json` (`base_model_name_or_path`); None for a full model, or anything unreadable (the
+    checkpoint is checked when it is resolved).
+    """
+    import yaml
+
+    folder = Path(path).expanduser()
+    adapter = folder / "model" if (folder / "model").is_dir() else folder
+    if not (adapter / "adapter_config.json").is_file():
+        return None
+    try:
+        if (folder / "config.yaml").is_file():
+            source = folder / "config.yaml"
+            model = yaml.safe_load(source.read_text(encoding="utf-8"))
+            for part in model_key.split("."):
+                model = model[part]
+            base = {key: model[key] for key in ("name_or_path", "revision") if key in model}
+        else:
+            source = adapter / "adapter_config.json"
+            base = {"name_or_path": json.loads(source.read_text(encoding="utf-8"))["base_model_name_or_path"]}
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if not all(isinstance(value, str) and value for value in base.values()) or "name_or_path" not in base:
+        return None
+    return base, str(source)
+
+
 def load_dataset_dict(
     dataset: str,
     config_name: str | None = None,

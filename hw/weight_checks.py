@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,25 @@ def _require_same_base(weights: Weights, trained_on: str | None, named: str) -> 
             f"{weights.model.name_or_path!r} ({key} {theirs.get(key)} there, {ours.get(key)} here); "
             f"--set {weights.key}={trained_on}, or give an adapter trained on this base"
         )
+
+
+def adapter_mismatch(weights: Weights, error: RuntimeError) -> HwError | None:
+    """The one-line error for PEFT's size-mismatch crash, when `_require_same_base` could not compare beforehand
+    (the base the adapter names cannot be read here); None for any other error."""
+    found = re.search(
+        r"size mismatch for (\S+): copying a param with shape torch.Size\((\[.*?\])\) from checkpoint, "
+        r"the shape in current model is torch.Size\((\[.*?\])\)",
+        str(error),
+    )
+    if found is None:
+        return None
+    parameter, theirs, ours = found.groups()
+    trained_on = _json(Path(weights.checkpoint) / "adapter_config.json").get("base_model_name_or_path")
+    return HwError(
+        f"{_named(weights)} is an adapter trained on base {trained_on!r}, whose shapes differ from {weights.key} "
+        f"{weights.model.name_or_path!r} ({parameter.removeprefix('base_model.model.')} {theirs} there, {ours} "
+        f"here); --set {weights.key}=DIR of that base, or give an adapter trained on this base"
+    )
 
 
 def require_max_length(weights: Weights, max_length: int) -> None:

@@ -1,6 +1,8 @@
 """Config loading: every packaged YAML validates; problems are all reported, with suggestions."""
 
 import importlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +179,46 @@ def test_a_saved_config_yaml_with_its_run_block_loads_again(tmp_path) -> None:
     assert config.load(_schema("yelp"), "yelp", "imdb-lora", config_file=saved, run={"tiny": True}) == cfg
     with pytest.raises(HwError, match=r"run\.tiny=True \(the command line gives False\)"):
         config.load(_schema("yelp"), "yelp", "imdb-lora", config_file=saved)
+
+
+def _adapter(folder: Path, base: str) -> Path:
+    """A PEFT adapter folder as `save_pretrained` writes it (its config only: loading is not tested here)."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": base}), encoding="utf-8"
+    )
+    return folder
+
+
+def test_an_adapter_checkpoint_brings_the_base_it_was_trained_on(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _adapter(run / "model", "/abs/copy/of/base")  # the adapter's own record, read only without config.yaml
+    (run / "config.yaml").write_text(
+        "model: {name_or_path: bases/whisper-base, revision: v1}\n", encoding="utf-8"
+    )
+    whisper = _schema("whisper")
+
+    def base(checkpoint: Path, **choices: object) -> tuple[str, str]:
+        options = {"eval_only": True, "checkpoint": str(checkpoint)}
+        model = config.load(whisper, "whisper", "fr", run=options, **choices).model
+        return model.name_or_path, model.revision
+
+    assert base(run) == ("bases/whisper-base", "v1")  # not the packaged openai/whisper-large-v2
+    assert base(run / "model") == ("/abs/copy/of/base", "main")
+    # the user's choice wins, by --set or --config, with the packaged revision unless it names one
+    assert base(run, overrides=["model.name_or_path=other"]) == ("other", "main")
+    assert base(run, overrides=["model.revision=v2"]) == ("bases/whisper-base", "v2")
+    user = tmp_path / "user.yaml"
+    user.write_text("model: {name_or_path: mine, revision: main}\n", encoding="utf-8")
+    assert base(run, config_file=user) == ("mine", "main")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "config.json").write_text("{}", encoding="utf-8")
+    assert base(full) == ("openai/whisper-large-v2", "main")  # a full model needs no base
+
+
+def test_atc_corrector_checkpoint_brings_its_base(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path / "corrector", "/models/tiny-llama")
+    cfg = config.load(_schema("atc"), "atc", overrides=[f"corrector.checkpoint={adapter}"])
+    assert cfg.corrector.model.name_or_path == "/models/tiny-llama"
+    assert cfg.model.name_or_path == "openai/whisper-small"  # the ASR keeps its own

@@ -2,6 +2,7 @@
 source loads, bad input is one line; and `hw score asr`."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,69 @@ def test_a_run_of_another_homework_is_refused_before_anything_is_written(tmp_pat
         f"--checkpoint {str(qa_run)!r} is a qa (variant qa, tiny) run; hw whisper scores"
     )
     assert not (tmp_path / "scored").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.fixture(scope="module")
+def local_base_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A LoRA run on a local copy of tiny:whisper (a base other than the packaged one), and its work folder."""
+    from hw.tiny import assets
+
+    work = tmp_path_factory.mktemp("whisper-local-base")
+    base = work / "my-whisper"
+    shutil.copytree(assets.materialize("tiny:whisper"), base)
+    _whisper(
+        work, "trained", "--lang", "fr", "--set", f"model.name_or_path={base}", "--set", "train.max_steps=4"
+    )
+    return work, base
+
+
+def _other_shapes(folder: Path, base: Path) -> Path:
+    """A Whisper of narrower layers than `base`, with its processor: a base the adapter cannot sit on."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    narrow = WhisperConfig.from_pretrained(base)
+    narrow.d_model, narrow.encoder_ffn_dim, narrow.decoder_ffn_dim = 32, 64, 64
+    WhisperForConditionalGeneration(narrow).save_pretrained(folder)
+    for name in (
+        "generation_config.json",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ):
+        shutil.copy(base / name, folder / name)
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_only_scores_an_adapter_on_the_base_it_was_trained_on(local_base_run: tuple[Path, Path]) -> None:
+    work, base = local_base_run
+    again = _whisper(work, "again", "--lang", "fr", "--eval-only", "--checkpoint", str(work / "trained"))
+    assert again["weights"].endswith(f"on base model {base}, merged for inference, float32")
+    assert again["final"] == _metrics(work / "trained")["final"]
+    log = (work / "again" / "run.log").read_text(encoding="utf-8")
+    assert f"base model {base}: the one adapter --checkpoint {work / 'trained'} was trained on" in log
+
+
+@pytest.mark.slow
+def test_an_adapter_on_a_base_of_other_shapes_is_one_line(local_base_run: tuple[Path, Path]) -> None:
+    work, base = local_base_run
+    other = _other_shapes(work / "narrow-whisper", base)
+    # the base the run names can be read: refused before loading, from configs
+    run_args = ["whisper", "--lang", "fr", "--tiny", "--eval-only", "--set", f"model.name_or_path={other}"]
+    line = one_line_error([*run_args, "--checkpoint", str(work / "trained"), "--output-dir", str(work / "x")])
+    assert line.startswith(
+        f"--checkpoint {str(work / 'trained')!r} is an adapter trained on base {str(base)!r}, but "
+        f"model.name_or_path is {str(other)!r} (d_model 64 there, 32 here)"
+    )
+    # the base the adapter names is gone: PEFT's size-mismatch crash becomes the same kind of line
+    moved = work / "moved-adapter"
+    shutil.copytree(work / "trained" / "model", moved)
+    adapter = json.loads((moved / "adapter_config.json").read_text(encoding="utf-8"))
+    adapter["base_model_name_or_path"] = str(work / "deleted-base")
+    (moved / "adapter_config.json").write_text(json.dumps(adapter), encoding="utf-8")
+    line = one_line_error([*run_args, "--checkpoint", str(moved), "--output-dir", str(work / "y")])
+    assert line.startswith(
+        f"--checkpoint {str(moved)!r} is an adapter trained on base {str(work / 'deleted-base')!r}, whose shapes "
+        f"differ from model.name_or_path {str(other)!r} (model.encoder.layers.0."
+    )
+    assert not (work / "x").exists() and not (work / "y").exists()
