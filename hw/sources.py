@@ -84,7 +84,9 @@ def resolve_checkpoint(path: str, key: str = "--checkpoint") -> str:
     """A saved model or adapter directory given by `--checkpoint`; a run directory means its `model/` folder; a Hub
     id (`ORG/NAME`, e.g. from `hw push`) means its snapshot in the Hub cache, downloaded unless HF_HUB_OFFLINE=1."""
     candidate = Path(path).expanduser()
-    if not candidate.is_dir() and not is_local(path):
+    if (
+        not candidate.is_dir() and not is_local(path) and path.count("/") == 1
+    ):  # ORG/NAME, as `hw push` names it
         from huggingface_hub import snapshot_download
 
         try:
@@ -364,6 +366,11 @@ def _unreachable(
     reason = _first_line(error)
     if type(error).__name__ == "LocalEntryNotFoundError":  # its own text ends in generic advice, cut mid-word
         reason = "not in the local cache, and the Hub is unreachable or HF_HUB_OFFLINE=1"
+    if kind == "checkpoint":  # `runs/x` may be a mistyped folder as well as a Hub id
+        how = HOW_TO_DOWNLOAD["checkpoint"].format(name=name, key=key)
+        return HwError(
+            f"{key} {name!r} is no folder here, nor loadable from the Hugging Face Hub ({reason}); use {how}"
+        )
     if kind == "model":
         how = HOW_TO_DOWNLOAD["model"].format(name=name, key=key)
     else:

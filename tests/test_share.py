@@ -266,7 +266,8 @@ def test_a_hub_id_checkpoint_is_checked_like_a_folder_and_an_unknown_one_fails_i
 
     args = ["yelp", "--tiny", "--variant", "imdb-lora", "--eval-only", "--output-dir", str(tmp_path / "x")]
     assert one_line_error([*args, "--checkpoint", "alice/unknown"]) == (
-        "checkpoint 'alice/unknown' could not be loaded from the Hugging Face Hub (not in the local cache, and the "
+        "--checkpoint 'alice/unknown' is no folder here, nor loadable from the Hugging Face Hub (not in the local "
+        "cache, and the "
         "Hub is unreachable or HF_HUB_OFFLINE=1); use `hf download alice/unknown --local-dir DIR` where the Hub "
         "is reachable, then give DIR to --checkpoint"
     )

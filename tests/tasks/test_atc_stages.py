@@ -10,7 +10,7 @@ from hw import config, stages
 from hw.tasks import atc
 
 # Settings of how a run is invoked that change no stage's outputs (`run.checkpoint` is read with --eval-only).
-READ_BY_NO_STAGE = {"run.homework", "run.variant", "run.tiny", "run.checkpoint", "run.resume", "stages.only",
+READ_BY_NO_STAGE = {"run.homework", "run.variant", "run.tiny", "run.checkpoint", "run.resume", "run.label", "stages.only",
                     "stages.start"}  # fmt: skip
 
 
