@@ -96,7 +96,7 @@ def test_the_report_says_when_remote_code_was_allowed(tmp_path: Path) -> None:
     run_dir = _fake_run(tmp_path, "run", "yelp", tiny=False, accuracy=0.5)
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     fragment = report.write_fragment(run_dir, tmp_path / "reports").read_text()
-    assert "trust_remote_code" not in fragment
+    assert "trust_remote_code was ON" not in fragment
     settings["model"]["trust_remote_code"] = True
     (run_dir / "config.yaml").write_text(yaml.safe_dump(settings))
     fragment = report.write_fragment(run_dir, tmp_path / "reports").read_text()
