@@ -101,7 +101,7 @@ def test_the_report_says_when_remote_code_was_allowed(tmp_path: Path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(settings))
     fragment = report.write_fragment(run_dir, tmp_path / "reports").read_text()
     assert (
-        "- **trust_remote_code was ON**: Python code shipped with the model's repository was allowed to run."
+        "- **trust_remote_code was ON: Python code shipped with the model's repository was allowed to run.**"
         in fragment
     )
     assert "trust_remote_code was ON" in summary.assemble(tmp_path / "reports").path.read_text()
