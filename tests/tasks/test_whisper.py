@@ -262,3 +262,26 @@ def test_a_run_of_another_homework_is_refused_before_anything_is_written(tmp_pat
         f"--checkpoint {str(qa_run)!r} is a qa (variant qa, tiny) run; hw whisper scores"
     )
     assert not (tmp_path / "scored").exists() and not (tmp_path / "reports").exists()
+
+
+def test_eval_backend_is_checked_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert one_line_error(["whisper", "--lang", "fr", "--tiny", "--set", "eval.backend=onnx"]).endswith(
+        "eval.backend: 'onnx' is not one of transformers, ctranslate2"
+    )
+    monkeypatch.setattr(whisper.importlib.util, "find_spec", lambda name: None)
+    assert whisper.WhisperEval(backend="ctranslate2").problems() == [
+        "backend: 'ctranslate2' needs the ctranslate2 package; install it with pip install 'hw[ct2]' or set "
+        "eval.backend=transformers"
+    ]
+
+
+@pytest.mark.slow
+def test_eval_only_with_the_ctranslate2_backend(tmp_path: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    ours = _whisper(tmp_path, "ct2", "--lang", "fr", "--eval-only", "--set", "eval.backend=ctranslate2")
+    reference = _whisper(tmp_path, "torch", "--lang", "fr", "--eval-only")
+    assert ours["weights"].endswith("float32, converted to CTranslate2 int8")
+    assert (tmp_path / "ct2" / "ctranslate2-int8" / "model.bin").is_file()
+    # int8 weights: a clip or two may differ from the float32 transcripts (float32 CTranslate2 equals them
+    # exactly: tests/test_speech.py).
+    assert abs(ours["final"]["wer"] - reference["final"]["wer"]) < 0.05
