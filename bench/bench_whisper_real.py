@@ -111,14 +111,14 @@ def _faster_whisper(model_dir: Path, paths: list[str]) -> dict:
     from faster_whisper import WhisperModel, decode_audio
 
     model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=os.cpu_count())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     texts = []
     for path in paths:
         segments, _ = model.transcribe(decode_audio(path), language="fr", beam_size=1, temperature=0.0,
                                        vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
                                        max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
         texts.append("".join(segment.text for segment in segments).strip())
-    return _row(paths, time.perf_counter() - started, texts)
+    return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
 
 
 def _pipeline(model_dir: Path, paths: list[str]) -> dict:
@@ -127,11 +127,12 @@ def _pipeline(model_dir: Path, paths: list[str]) -> dict:
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(model_dir), device="cpu", dtype=torch.float32)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     inputs = [{"raw": soundfile.read(path, dtype="float32")[0], "sampling_rate": 16000} for path in paths]
     options = {"language": "fr", "task": "transcribe", "max_new_tokens": MAX_NEW_TOKENS, "num_beams": 1}
     outputs = asr(inputs, batch_size=16, generate_kwargs=options)
-    return _row(paths, time.perf_counter() - started, [output["text"].strip() for output in outputs])
+    texts = [output["text"].strip() for output in outputs]
+    return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
 
 
 def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list[str]) -> dict:
@@ -141,13 +142,14 @@ def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list
     from hw.runner import run_homework
     from hw.tasks import whisper
 
-    spans = {"features": 0.0, "transcription": 0.0}
+    spans = {"features": 0.0, "transcription": 0.0, "cpu": 0.0}
 
     def timed(name, function):
         def wrapper(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = function(*args, **kwargs)
             spans[name] += time.perf_counter() - started
+            spans["cpu"] += time.process_time() - cpu
             return result
 
         return wrapper
@@ -167,6 +169,7 @@ def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list
     row |= {
         "features_s": spans["features"],
         "generation_s": spans["transcription"],
+        "cpu_s": spans["cpu"],
         "batch_size": cfg.eval.batch_size,
     }
     row["encoder_s"] = _encoder_alone(model_dir, run_dir, backend, paths, cfg.eval.batch_size)
@@ -241,11 +244,12 @@ def _summary(rounds: list[dict], clips: list[dict]) -> dict:
 
 def _print(results: dict) -> None:
     best, quality = results["best_utt_per_s"], results["quality"]
-    print(f"\n| {results['clips']} espeak French clips, whisper-base | utterances/s (best round) | WER | "
-          f"transcripts equal to float32 hw |\n|---|---|---|---|")  # fmt: skip
+    last = results["rounds"][-1]["engines"]
+    print(f"\n| {results['clips']} espeak French clips, whisper-base | utterances/s (best round) | CPU s (last "
+          f"round) | WER | transcripts equal to float32 hw |\n|---|---|---|---|---|")  # fmt: skip
     for engine in ENGINES:
-        print(f"| {engine} | {best[engine]:.3f} | {quality[engine]['wer']:.4f} | "
-              f"{quality[engine]['equal_to_float32_reference']}/{results['clips']} |")  # fmt: skip
+        print(f"| {engine} | {best[engine]:.3f} | {last[engine].get('cpu_s', float('nan')):.1f} | "
+              f"{quality[engine]['wer']:.4f} | {quality[engine]['equal_to_float32_reference']}/{results['clips']} |")  # fmt: skip
     print(
         "\n| round | load (1 min) | hw ctranslate2 / faster-whisper int8 | hw ctranslate2 / pipeline |\n|---|---|---|---|"
     )
