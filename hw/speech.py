@@ -213,6 +213,16 @@ class Decoding:
     """Tokens generated at most per clip, after the four prefix tokens."""
 
 
+@dataclass(frozen=True)
+class Ctranslate2Whisper:
+    """A Whisper converted to CTranslate2 (`hw.models.whisper_ctranslate2`), which keeps no model config."""
+
+    whisper: Any
+    """The `ctranslate2.models.Whisper`."""
+    max_target_positions: int
+    """Decoder positions, prefix tokens included (448 for OpenAI's checkpoints)."""
+
+
 def fine_tune(
     model: Any,
     processor: Any,
@@ -269,22 +279,14 @@ def transcribe_features(
         features_of: indices → their log-mel features, shape (batch, mel bins, frames).
         durations: seconds of each clip; only their order matters.
     """
-    parameter = next(model.parameters())
     # The decoder has max_target_positions places; the four prefix tokens take the first ones.
-    max_new_tokens = min(decoding.max_new_tokens, model.config.max_target_positions - 4)
+    converted = isinstance(model, Ctranslate2Whisper)
+    positions = model.max_target_positions if converted else model.config.max_target_positions
+    max_new_tokens = min(decoding.max_new_tokens, positions - 4)
+    generate = _ctranslate2_generate if converted else _torch_generate
 
     def transcribe_batch(indices: list[int]) -> list[str]:
-        features = torch.as_tensor(features_of(indices)).to(parameter.device, parameter.dtype)
-        generated = model.generate(
-            input_features=features,
-            # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
-            attention_mask=torch.ones(
-                features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
-            ),
-            language=decoding.language,
-            task=decoding.task,
-            max_new_tokens=max_new_tokens,
-        )
+        generated = generate(model, processor, features_of(indices), decoding, max_new_tokens)
         return [
             text.strip() for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
         ]
@@ -295,6 +297,42 @@ def transcribe_features(
         for index, text in zip(indices, texts, strict=True):
             transcripts[index] = text
     return transcripts
+
+
+def _torch_generate(
+    model: Any, processor: Any, features: np.ndarray, decoding: Decoding, max_new_tokens: int
+) -> Any:
+    """Token ids of a batch from transformers' `generate` (greedy, as the generation config says)."""
+    parameter = next(model.parameters())
+    inputs = torch.as_tensor(features).to(parameter.device, parameter.dtype)
+    return model.generate(
+        input_features=inputs,
+        # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
+        attention_mask=torch.ones(inputs.shape[0], inputs.shape[-1], dtype=torch.long, device=inputs.device),
+        language=decoding.language,
+        task=decoding.task,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def _ctranslate2_generate(
+    model: Any, processor: Any, features: np.ndarray, decoding: Decoding, max_new_tokens: int
+) -> list[list[int]]:
+    """Token ids of a batch from a `ctranslate2.models.Whisper`, greedy, on the same log-mel features, after the
+    same prefix tokens (`<|startoftranscript|><|lang|><|task|><|notimestamps|>`) as `_torch_generate`."""
+    import ctranslate2
+
+    prefix = ["<|startoftranscript|>", f"<|{decoding.language}|>", f"<|{decoding.task}|>", "<|notimestamps|>"]
+    prompt = processor.tokenizer.convert_tokens_to_ids(prefix)
+    if model.whisper.device == "cuda":
+        features = features.astype(np.float16)
+    results = model.whisper.generate(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
+        [prompt] * len(features),
+        beam_size=1,
+        max_length=len(prompt) + max_new_tokens,
+    )
+    return [result.sequences_ids[0] for result in results]
 
 
 def transcribe_dataset(model: Any, processor: Any, features: Any, decoding: Decoding) -> list[str]:

@@ -265,6 +265,27 @@ def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None
     assert not model.training
 
 
+@pytest.mark.slow
+def test_ctranslate2_transcripts_equal_transformers_ones(tmp_path: Path, whisper_dir: str) -> None:
+    """Same features, prefix, suppressed tokens and token limit: float32 CTranslate2 writes transformers'
+    transcripts exactly (also when the limit cuts them); int8, the CPU default, differs on a clip or two."""
+    pytest.importorskip("ctranslate2")
+    loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
+    split = sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
+    waveforms = [speech.load_clip(clip) for clip in split["audio"]]
+    exact = models.whisper_ctranslate2(loaded, tmp_path, "float32")
+    for limit in (3, 32):
+        decoding = speech.Decoding("fr", batch_size=16, max_new_tokens=limit)
+        expected = speech.transcribe(loaded.model, loaded.processor, waveforms, decoding)
+        assert speech.transcribe(exact.model, exact.processor, waveforms, decoding) == expected
+    assert len(expected[0].split()) > 3  # the longer limit lets transcripts run past the shorter one
+    default = models.whisper_ctranslate2(loaded, tmp_path)
+    assert default.weights.endswith("converted to CTranslate2 int8")
+    int8 = speech.transcribe(default.model, default.processor, waveforms, decoding)
+    assert sum(a == b for a, b in zip(int8, expected, strict=True)) >= 0.9 * len(expected)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ctranslate2-float32", "ctranslate2-int8"]
+
+
 def test_features_wait_for_another_process_computing_the_same_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -380,3 +380,26 @@ def test_an_adapter_on_a_base_of_other_shapes_is_one_line(local_base_run: tuple[
         f"differ from model.name_or_path {str(other)!r} (model.encoder.layers.0."
     )
     assert not (work / "x").exists() and not (work / "y").exists()
+
+
+def test_eval_backend_is_checked_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert one_line_error(["whisper", "--lang", "fr", "--tiny", "--set", "eval.backend=onnx"]).endswith(
+        "eval.backend: 'onnx' is not one of transformers, ctranslate2"
+    )
+    monkeypatch.setattr(whisper.importlib.util, "find_spec", lambda name: None)
+    assert whisper.WhisperEval(backend="ctranslate2").problems() == [
+        "backend: 'ctranslate2' needs the ctranslate2 package; install it with pip install 'hw[ct2]' or set "
+        "eval.backend=transformers"
+    ]
+
+
+@pytest.mark.slow
+def test_eval_only_with_the_ctranslate2_backend(tmp_path: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    ours = _whisper(tmp_path, "ct2", "--lang", "fr", "--eval-only", "--set", "eval.backend=ctranslate2")
+    reference = _whisper(tmp_path, "torch", "--lang", "fr", "--eval-only")
+    assert ours["weights"].endswith("float32, converted to CTranslate2 int8")
+    assert (tmp_path / "ct2" / "ctranslate2-int8" / "model.bin").is_file()
+    # int8 weights: a clip or two may differ from the float32 transcripts (float32 CTranslate2 equals them
+    # exactly: tests/test_speech.py).
+    assert abs(ours["final"]["wer"] - reference["final"]["wer"]) < 0.05

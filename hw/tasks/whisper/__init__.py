@@ -1,5 +1,6 @@
 """`hw whisper --lang zh|fr`: LoRA fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
 
+import importlib.util
 import logging
 import random
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from hw.record import RunRecord
 from hw.training import evaluation_history, parameter_counts, trainer_state
 
 log = logging.getLogger(__name__)
+
+# Engines that generate the evaluation transcripts.
+BACKENDS = ("transformers", "ctranslate2")
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,22 @@ class WhisperEval:
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
     allow_language_mismatch: bool = False
     """Score a `--checkpoint` run trained on another language anyway (the report says so in bold)."""
+    backend: str = "transformers"
+    """Engine that generates the transcripts: `transformers`, or `ctranslate2` (the scored model converted once
+    per run, int8 on a CPU, float16 on CUDA; `pip install 'hw[ct2]'`)."""
 
     def problems(self) -> list[str]:
-        choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS}
+        choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS, "backend": BACKENDS}
         found = [
             f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
             for key, allowed in choices.items()
             if getattr(self, key) not in allowed
         ]
+        if self.backend == "ctranslate2" and importlib.util.find_spec("ctranslate2") is None:
+            found.append(
+                "backend: 'ctranslate2' needs the ctranslate2 package; install it with pip install 'hw[ct2]' "
+                "or set eval.backend=transformers"
+            )
         return found + [
             f"{key}: {getattr(self, key)!r} must be at least 1"
             for key in ("batch_size", "max_new_tokens")
@@ -149,6 +161,10 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
     if weights.checkpoint is None:
         log.info("no --checkpoint: scoring the base model %s as it is", cfg.model.name_or_path)
     scored = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
+    if cfg.eval.backend == "ctranslate2":
+        scored = models.whisper_ctranslate2(
+            scored, run_dir
+        )  # the torch copy is freed: it would only hold memory
     hypotheses = _transcribe(scored.model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)

@@ -1,0 +1,269 @@
+"""P3r: utterances/s of `hw whisper --eval-only` on real whisper-base against faster-whisper int8 and a plain
+transformers pipeline, on the same speech clips and cores, rounds interleaved (A B C D, A B C D), best round counts.
+
+Engines, each in its own process, model loading (and `hw`'s one-off CTranslate2 conversion) not timed, audio
+decoding and log-mel features timed (each engine computes its own):
+- `faster-whisper int8`: `WhisperModel.transcribe` clip by clip (its own venv: `--fw-python`), greedy, language
+  given, no timestamps, no VAD, no conditioning on previous text;
+- `pipeline`: transformers' `pipeline("automatic-speech-recognition", batch_size=16)`, float32, greedy;
+- `hw transformers`: `hw whisper --eval-only` as it ships (float32; the reference decoder);
+- `hw ctranslate2`: `hw whisper --eval-only --set eval.backend=ctranslate2` (int8 on CPU).
+All generate at most 128 tokens. `hw` runs in process through `run_homework` with an empty features cache; its
+time is features (`speech.cached_features`) plus transcription (`whisper._transcribe`). Where `hw`'s time goes is
+measured after the round: the encoder alone on the same features, the rest being decoder steps.
+The real model and clips come from `nox -s real` (or ../shared/tools/realwhisper); without them this prints why
+and exits 0.
+Usage: python bench/bench_whisper_real.py [--model DIR] [--speech DIR] [--fw-model DIR] [--fw-python PY]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+REAL = Path(os.environ.get("HW_REAL_HOME", Path.home() / ".cache" / "hw-real"))
+ENGINES = ("faster-whisper int8", "pipeline", "hw transformers", "hw ctranslate2")
+MAX_NEW_TOKENS = 128
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path(os.environ.get("HW_REAL_WHISPER", REAL / "models" / "whisper-base")),
+    )
+    parser.add_argument(
+        "--speech", type=Path, default=REAL / "speech" / "fr", help="audiofolder with a test split"
+    )
+    parser.add_argument("--fw-model", type=Path, default=REAL / "models" / "ct2-whisper-base")
+    parser.add_argument("--fw-python", type=Path, default=REAL / "work" / "venv-fw" / "bin" / "python")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        print(json.dumps(_engine(args)))
+        return
+    missing = [
+        str(path) for path in (args.model, args.speech, args.fw_model, args.fw_python) if not path.exists()
+    ]
+    if missing:
+        print(f"P3r skipped: no real whisper-base here ({', '.join(missing)}); build it with nox -s real")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-whisper-real-") as scratch:
+        work = Path(scratch)
+        clips = _clips(args.speech, work / "clips.json")
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            load = os.getloadavg()[0]
+            rows = {engine: _spawn(engine, args, clips, work / f"round{number}") for engine in ENGINES}
+            rounds.append({"round": number, "load_average_1min": load, "engines": rows})
+            print(json.dumps({"round": number, "load": load, **{k: v["utt_per_s"] for k, v in rows.items()}}))
+    results = _summary(rounds, json.loads(clips.read_text(encoding="utf-8")))
+    _print(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "whisper_real.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+def _clips(speech: Path, target: Path) -> Path:
+    """The test split's clips (path, reference) as `hw whisper` reads them, for every engine."""
+    from hw import sources
+
+    split = sources.load_speech_splits(str(speech))["test"]
+    rows = [
+        {"path": clip if isinstance(clip, str) else clip["path"], "sentence": sentence}
+        for clip, sentence in zip(split["audio"], split["sentence"], strict=True)
+    ]
+    target.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+def _spawn(engine: str, args, clips: Path, work: Path) -> dict:
+    python = args.fw_python if engine.startswith("faster") else sys.executable
+    command = [str(python), __file__, "--engine", engine, "--clips", str(clips), "--work", str(work / engine.replace(" ", "-")),
+               "--model", str(args.model), "--speech", str(args.speech), "--fw-model", str(args.fw_model)]  # fmt: skip
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _engine(args) -> dict:
+    """One engine over all clips, in this process: seconds, transcripts, and for `hw` where the time went."""
+    rows = json.loads(args.clips.read_text(encoding="utf-8"))
+    paths = [row["path"] for row in rows]
+    if args.engine == "faster-whisper int8":
+        return _faster_whisper(args.fw_model, paths)
+    if args.engine == "pipeline":
+        return _pipeline(args.model, paths)
+    return _hw(args.model, args.speech, args.work, args.engine.removeprefix("hw "), paths)
+
+
+def _faster_whisper(model_dir: Path, paths: list[str]) -> dict:
+    from faster_whisper import WhisperModel, decode_audio
+
+    model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=os.cpu_count())
+    started, cpu = time.perf_counter(), time.process_time()
+    texts = []
+    for path in paths:
+        segments, _ = model.transcribe(decode_audio(path), language="fr", beam_size=1, temperature=0.0,
+                                       vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
+                                       max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+        texts.append("".join(segment.text for segment in segments).strip())
+    return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
+
+
+def _pipeline(model_dir: Path, paths: list[str]) -> dict:
+    import soundfile
+    import torch
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(model_dir), device="cpu", dtype=torch.float32)
+    started, cpu = time.perf_counter(), time.process_time()
+    inputs = [{"raw": soundfile.read(path, dtype="float32")[0], "sampling_rate": 16000} for path in paths]
+    options = {"language": "fr", "task": "transcribe", "max_new_tokens": MAX_NEW_TOKENS, "num_beams": 1}
+    outputs = asr(inputs, batch_size=16, generate_kwargs=options)
+    texts = [output["text"].strip() for output in outputs]
+    return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
+
+
+def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list[str]) -> dict:
+    """`hw whisper --eval-only` through `run_homework`, timing its features and its transcription."""
+    os.environ["HF_DATASETS_CACHE"] = str(work / "datasets-cache")  # features computed inside the clock
+    from hw import config, speech
+    from hw.runner import run_homework
+    from hw.tasks import whisper
+
+    spans = {"features": 0.0, "transcription": 0.0, "cpu": 0.0}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            started, cpu = time.perf_counter(), time.process_time()
+            result = function(*args, **kwargs)
+            spans[name] += time.perf_counter() - started
+            spans["cpu"] += time.process_time() - cpu
+            return result
+
+        return wrapper
+
+    speech.cached_features = timed("features", speech.cached_features)
+    whisper._transcribe = timed("transcription", whisper._transcribe)
+    sets = [f"model.name_or_path={model_dir}", f"data.dataset={speech_dir}", f"eval.backend={backend}",
+            f"eval.max_new_tokens={MAX_NEW_TOKENS}"]  # fmt: skip
+    cfg = config.load(whisper.WhisperConfig, "whisper", "fr", overrides=sets, run={"eval_only": True})
+    run_dir = run_homework(cfg, output_dir=work / "run", reports_dir=work / "reports")
+    samples = [
+        json.loads(line) for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    by_file = {sample["file"]: sample["hypothesis"] for sample in samples}
+    texts = [by_file[Path(path).name] for path in paths]
+    row = _row(paths, spans["features"] + spans["transcription"], texts)
+    row |= {
+        "features_s": spans["features"],
+        "generation_s": spans["transcription"],
+        "cpu_s": spans["cpu"],
+        "batch_size": cfg.eval.batch_size,
+    }
+    row["encoder_s"] = _encoder_alone(model_dir, run_dir, backend, paths, cfg.eval.batch_size)
+    return row
+
+
+def _encoder_alone(model_dir: Path, run_dir: Path, backend: str, paths: list[str], batch_size: int) -> float:
+    """Seconds of the encoder alone over every clip's log-mel features, in batches of `batch_size`."""
+    import numpy as np
+    import torch
+
+    from hw import speech
+
+    processor = speech.load_processor(str(model_dir), "fr")
+    features = speech.log_mel(processor.feature_extractor, [speech.load_clip(path) for path in paths])
+    batches = [
+        np.ascontiguousarray(features[start : start + batch_size])
+        for start in range(0, len(paths), batch_size)
+    ]
+    if backend == "ctranslate2":
+        import ctranslate2
+
+        model = ctranslate2.models.Whisper(
+            str(run_dir / "ctranslate2-int8"), compute_type="int8", intra_threads=torch.get_num_threads()
+        )
+        encode = lambda batch: model.encode(ctranslate2.StorageView.from_array(batch))  # noqa: E731
+    else:
+        from transformers import WhisperForConditionalGeneration
+
+        encoder = WhisperForConditionalGeneration.from_pretrained(str(model_dir)).eval().model.encoder
+        encode = lambda batch: encoder(torch.as_tensor(batch))  # noqa: E731
+    with torch.inference_mode():
+        started = time.perf_counter()
+        for batch in batches:
+            encode(batch)
+    return time.perf_counter() - started
+
+
+def _row(paths: list[str], seconds: float, texts: list[str]) -> dict:
+    return {"clips": len(paths), "seconds": seconds, "utt_per_s": len(paths) / seconds, "texts": texts}
+
+
+def _summary(rounds: list[dict], clips: list[dict]) -> dict:
+    """Best round per engine, ratios within each round, WER and agreement with the float32 reference decoder."""
+    from hw.metrics import asr
+
+    references = [clip["sentence"] for clip in clips]
+    best = {engine: max(r["engines"][engine]["utt_per_s"] for r in rounds) for engine in ENGINES}
+    last = rounds[-1]["engines"]
+    reference = last["hw transformers"]["texts"]
+    quality = {
+        engine: {"wer": asr.score(last[engine]["texts"], references, "basic").wer,
+                 "equal_to_float32_reference": sum(a == b for a, b in zip(last[engine]["texts"], reference, strict=True))}
+        for engine in ENGINES
+    }  # fmt: skip
+    ratios = [
+        {"round": r["round"], "load_average_1min": r["load_average_1min"],
+         "vs faster-whisper int8": r["engines"]["hw ctranslate2"]["utt_per_s"] / r["engines"]["faster-whisper int8"]["utt_per_s"],
+         "vs pipeline": r["engines"]["hw ctranslate2"]["utt_per_s"] / r["engines"]["pipeline"]["utt_per_s"]}
+        for r in rounds
+    ]  # fmt: skip
+    hw_rows = {
+        engine: {key: last[engine][key] for key in ("features_s", "generation_s", "encoder_s", "batch_size")}
+        for engine in ("hw transformers", "hw ctranslate2")
+    }
+    for row in rounds:
+        for engine in row["engines"].values():
+            engine.pop("texts")
+    return {"clips": len(clips), "best_utt_per_s": best, "ratios_per_round": ratios, "quality": quality,
+            "where_the_time_goes": hw_rows, "rounds": rounds}  # fmt: skip
+
+
+def _print(results: dict) -> None:
+    best, quality = results["best_utt_per_s"], results["quality"]
+    last = results["rounds"][-1]["engines"]
+    print(f"\n| {results['clips']} espeak French clips, whisper-base | utterances/s (best round) | CPU s (last "
+          f"round) | WER | transcripts equal to float32 hw |\n|---|---|---|---|---|")  # fmt: skip
+    for engine in ENGINES:
+        print(f"| {engine} | {best[engine]:.3f} | {last[engine].get('cpu_s', float('nan')):.1f} | "
+              f"{quality[engine]['wer']:.4f} | {quality[engine]['equal_to_float32_reference']}/{results['clips']} |")  # fmt: skip
+    print(
+        "\n| round | load (1 min) | hw ctranslate2 / faster-whisper int8 | hw ctranslate2 / pipeline |\n|---|---|---|---|"
+    )
+    for row in results["ratios_per_round"]:
+        print(f"| {row['round']} | {row['load_average_1min']:.1f} | {row['vs faster-whisper int8']:.2f}× | "
+              f"{row['vs pipeline']:.2f}× |")  # fmt: skip
+    print(f"\nP3r best rounds: {best['hw ctranslate2'] / best['faster-whisper int8']:.2f}× faster-whisper int8 "
+          f"(goal ≥ 1.0×), {best['hw ctranslate2'] / best['pipeline']:.2f}× pipeline (goal ≥ 1.3×)")  # fmt: skip
+    print("\nWhere hw's time goes (last round, seconds): | | features | generation | of which encoder alone | "
+          "decoder steps (the rest) |\n|---|---|---|---|---|")  # fmt: skip
+    for engine, row in results["where_the_time_goes"].items():
+        print(f"| {engine} (batch {row['batch_size']}) | {row['features_s']:.1f} | {row['generation_s']:.1f} | "
+              f"{row['encoder_s']:.1f} | {row['generation_s'] - row['encoder_s']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
