@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -51,13 +52,11 @@ def run_homework(
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
         runs.write_yaml(run_dir / "config.yaml", settings)
         runs.write_json(run_dir / "env.json", runs.environment(cfg.train.seed, runs.sources_of(settings)))
-        _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
-        started = time.perf_counter()
-        with (
-            logging_to(run_dir / "run.log"),
-            interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only),
-        ):
-            record: RunRecord = task.run(cfg, run_dir)
+        with logging_to(run_dir / "run.log"):  # from the tiny assets' build on: it may take a minute
+            _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
+            started = time.perf_counter()
+            with interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only):
+                record: RunRecord = task.run(cfg, run_dir)
         if not runs.is_main_process():  # the main process writes the artifacts and the report
             return run_dir
         record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
@@ -97,21 +96,31 @@ def build_tiny_assets(settings: Any) -> None:
 
 @contextlib.contextmanager
 def logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
+    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file.
+
+    Every record goes through these two handlers alone, once, as lines without terminal escapes.
+    """
     import datasets
     import transformers
+    from huggingface_hub.utils import logging as hub_logging
 
     datasets.logging.set_verbosity_warning()
     transformers.logging.set_verbosity_warning()
     # Through our handlers, so its warnings land in run.log too and never hold a stale stderr.
     transformers.logging.disable_default_handler()
     transformers.logging.enable_propagation()
+    # huggingface_hub prints through a handler of its own and propagates too: every line would show twice.
+    hub_root = hub_logging.get_logger()
+    hub_handlers = list(hub_root.handlers)
+    for handler in hub_handlers:
+        hub_root.removeHandler(handler)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     files = [logging.FileHandler(log_file, encoding="utf-8")] if runs.is_main_process() else []
     handlers = [logging.StreamHandler(sys.stderr), *files]
     for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_PlainFormatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.addFilter(_load_report_in_one_line)
         root.addHandler(handler)
     try:
         yield
@@ -128,3 +137,44 @@ def logging_to(log_file: Path) -> Iterator[None]:
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+        for handler in hub_handlers:
+            hub_root.addHandler(handler)
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PlainFormatter(logging.Formatter):
+    """A formatter that drops terminal escapes (transformers colours its tables): run.log is read as text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ESCAPES.sub("", super().format(record))
+
+
+def _load_report_in_one_line(record: logging.LogRecord) -> bool:
+    """Turn transformers' LOAD REPORT table (a dozen lines per model) into one line: which weights and why.
+
+    Its rows read `key | STATUS | details`; the line keeps the statuses with their keys, e.g. `MISSING
+    (newly initialised): classifier.bias, classifier.weight`, and drops the notes every report repeats.
+    """
+    message = record.getMessage()
+    if "LOAD REPORT" not in message:
+        return True
+    lines = _ESCAPES.sub("", message).splitlines()
+    keys_by_status: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) >= 2 and cells[1].isupper() and cells[0] != "Key":
+            keys_by_status.setdefault(cells[1], []).append(cells[0])
+    meaning = {
+        "MISSING": "newly initialised",
+        "UNEXPECTED": "unused",
+        "MISMATCH": "reinitialised, shape differs",
+    }
+    summary = "; ".join(
+        f"{status}{f' ({meaning[status]})' if status in meaning else ''}: {', '.join(sorted(keys))}"
+        for status, keys in keys_by_status.items()
+    )
+    model, _, source = lines[0].partition(" LOAD REPORT from: ")
+    record.msg, record.args = f"{model} loaded from {source.strip()}: {summary or 'no key listed'}", ()
+    return True
