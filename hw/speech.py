@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from hw import audio, runs
+from hw import audio, generation, runs
 from hw.config import TrainConfig
 from hw.errors import HwError
 from hw.training import build_trainer, train
@@ -273,21 +273,24 @@ def transcribe_features(
 
     def transcribe_batch(indices: list[int]) -> list[str]:
         features = torch.as_tensor(features_of(indices)).to(parameter.device, parameter.dtype)
-        generated = model.generate(
-            input_features=features,
-            # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
-            attention_mask=torch.ones(
-                features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
-            ),
-            language=decoding.language,
-            task=decoding.task,
-            max_new_tokens=max_new_tokens,
-        )
+        with generation.max_new_tokens_only(model, {"max_new_tokens": max_new_tokens}):
+            generated = model.generate(
+                input_features=features,
+                # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
+                attention_mask=torch.ones(
+                    features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
+                ),
+                language=decoding.language,
+                task=decoding.task,
+                max_new_tokens=max_new_tokens,
+            )
+        log.info("transcribed %s", counter(len(indices)))
         return [
             text.strip() for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
         ]
 
     batches = duration_batches(durations, decoding.batch_size)
+    counter = generation.running_count(len(batches), len(durations), "clips")
     transcripts = [""] * len(durations)
     for indices, texts in zip(batches, runs.spread(transcribe_batch, batches), strict=True):
         for index, text in zip(indices, texts, strict=True):
