@@ -5,6 +5,7 @@ import io
 import logging
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -47,11 +48,14 @@ def _build(target: Path, build: Callable[[Path], None]) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     staging = target.with_name(f".{target.name}-{secrets.token_hex(4)}")
     staging.mkdir()  # the umask's mode: mkdtemp's 0700 would hide the asset from the rest of the group
+    log.info("building the tiny asset %s in %s (once per machine)", target.name, target.parent)
+    started = time.perf_counter()
     try:
         with _quietly():
             build(staging)
         runs.open_to_umask(staging)  # weights saved by safetensors are 0600
         staging.rename(target)
+        log.info("built %s in %.0f s", target.name, time.perf_counter() - started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
