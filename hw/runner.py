@@ -81,17 +81,25 @@ def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None
 
 
 def build_tiny_assets(settings: Any) -> None:
-    """Build every `tiny:` model and dataset a config names, in lists too (atc's `data.eval_sets`); each only
-    once: later calls find it built."""
-    from hw import tiny
+    """Build every `tiny:` model and dataset a config names; each only once: later calls find it built."""
     from hw.tiny import assets
 
+    for name in tiny_assets(settings):
+        assets.materialize(name)
+
+
+def tiny_assets(settings: Any) -> list[str]:
+    """Every `tiny:NAME` in settings (a config's dict, or a list of them), in lists too (atc's `data.eval_sets`)."""
+    from hw import tiny
+
     values = settings.values() if isinstance(settings, dict) else settings
+    names = []
     for value in values:
         if isinstance(value, dict | list):
-            build_tiny_assets(value)
+            names += tiny_assets(value)
         elif isinstance(value, str) and value.startswith(tiny.PREFIX):
-            assets.materialize(value)
+            names.append(value)
+    return names
 
 
 @contextlib.contextmanager
