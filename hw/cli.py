@@ -288,9 +288,7 @@ def smoke(
             _load_config(homework, variant, None, [], {"tiny": True}) for homework, variant in homeworks
         ]
         names = runner.tiny_assets([config.to_dict(cfg) for cfg in configs])
-        with assets.building_ahead(names) as log_file:
-            if log_file:
-                typer.echo(f"building tiny assets ahead in a second process, log: {log_file}", err=True)
+        with assets.building_ahead(names):  # its log: the tiny cache's built-ahead.log
             for cfg in configs:
                 runner.run_homework(cfg, runs_root=workdir / "runs", reports_dir=workdir / "reports")
         _assemble(workdir / "reports")
