@@ -273,17 +273,19 @@ def transcribe_features(
 
     def transcribe_batch(indices: list[int]) -> list[str]:
         features = torch.as_tensor(features_of(indices)).to(parameter.device, parameter.dtype)
-        with generation.max_new_tokens_only(model, {"max_new_tokens": max_new_tokens}):
-            generated = model.generate(
-                input_features=features,
-                # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
-                attention_mask=torch.ones(
-                    features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
-                ),
-                language=decoding.language,
-                task=decoding.task,
-                max_new_tokens=max_new_tokens,
-            )
+        generated = model.generate(
+            input_features=features,
+            # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
+            attention_mask=torch.ones(
+                features.shape[0], features.shape[-1], dtype=torch.long, device=features.device
+            ),
+            language=decoding.language,
+            task=decoding.task,
+            # Whisper's generate counts `max_length` after the prefix tokens, so this is `max_new_tokens`
+            # (same tokens); given as such, transformers 5 warns on every call that it overrides a default
+            # `max_length` of 20 that Whisper's own generate filled in.
+            max_length=max_new_tokens,
+        )
         log.info("transcribed %s", counter(len(indices)))
         return [
             text.strip() for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
