@@ -200,14 +200,21 @@ def smoke(
 ) -> None:
     """Run every homework on the offline tiny preset, then assemble their summary (a few minutes on a CPU)."""
     from hw import config, runner
+    from hw.tiny import assets
 
     with user_errors():
         unknown = sorted(set(only or []) - set(HOMEWORKS))
         if unknown:
             raise HwError(f"--homework {unknown[0]!r} is not a homework; choose from: {', '.join(HOMEWORKS)}")
-        for homework in only or HOMEWORKS:
-            for variant in config.variants(homework):
-                cfg = _load_config(homework, variant, None, [], {"tiny": True})
+        homeworks = [
+            (homework, variant) for homework in only or HOMEWORKS for variant in config.variants(homework)
+        ]
+        configs = [
+            _load_config(homework, variant, None, [], {"tiny": True}) for homework, variant in homeworks
+        ]
+        names = runner.tiny_assets([config.to_dict(cfg) for cfg in configs])
+        with assets.building_ahead(names):  # its log: the tiny cache's built-ahead.log
+            for cfg in configs:
                 runner.run_homework(cfg, runs_root=workdir / "runs", reports_dir=workdir / "reports")
         _assemble(workdir / "reports")
 

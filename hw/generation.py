@@ -4,9 +4,10 @@ One function, `build_prompt`, turns a record into the prompt *and* the training 
 model is trained on and what it is asked at generation time cannot drift apart.
 """
 
+import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from hw import runs
@@ -170,17 +171,19 @@ def generate_batch(
     order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
+    counter = running_count(len(batches), len(order), "prompts")
+
     def generate(indices: list[int]) -> list[str]:
         batch = tokenizer(
             [prompts[index] for index in indices], return_tensors="pt", padding=True, padding_side="left"
         ).to(model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), max_new_tokens_only(model, generation_kwargs):
             output = model.generate(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
                 **{"pad_token_id": tokenizer.pad_token_id, **generation_kwargs},
             )
-        logger.info("generated a batch of %d of the %d prompts", len(indices), len(order))
+        logger.info("generated %s", counter(len(indices)))
         return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
     answers = [""] * len(prompts)
@@ -191,6 +194,39 @@ def generate_batch(
             answers[index] = text
     model.train(was_training)
     return answers
+
+
+def running_count(batches: int, items: int, noun: str):
+    """A counter of generated batches: each call with a batch's size returns `batch 3/6, 192/384 prompts`.
+
+    In a distributed run each process counts its own share, against the totals of all.
+    """
+    done = {"batches": 0, "items": 0}
+
+    def count(size: int) -> str:
+        done["batches"] += 1
+        done["items"] += size
+        return f"batch {done['batches']}/{batches}, {done['items']}/{items} {noun}"
+
+    return count
+
+
+@contextlib.contextmanager
+def max_new_tokens_only(model, generation_kwargs: Mapping) -> Iterator[None]:
+    """Generate with `max_new_tokens` as the only length limit when it is given.
+
+    Checkpoints' generation configs often carry a `max_length` (Whisper's 448, many LLMs' 4096); with
+    `max_new_tokens` given too, transformers warns on every `generate` call that the latter wins. Set aside for
+    the call, it is restored afterwards, so a model saved later keeps its own config.
+    """
+    config = model.generation_config
+    kept = config.max_length
+    if generation_kwargs.get("max_new_tokens") is not None:
+        config.max_length = None
+    try:
+        yield
+    finally:
+        config.max_length = kept
 
 
 def extract_answer(

@@ -7,9 +7,12 @@ Every homework goes through one entry point per model family (`classifier`, `que
 placement, revision and `trust_remote_code` live here and nowhere else.
 """
 
+import contextlib
 import importlib.util
 import logging
 import shutil
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -310,7 +313,8 @@ def _pretrained(
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, weights.checkpoint)
+            with _peft_quietly():
+                model = PeftModel.from_pretrained(model, weights.checkpoint)
         except RuntimeError as error:
             mismatch = weight_checks.adapter_mismatch(weights, error)
             if mismatch is None:
@@ -395,7 +399,20 @@ def add_lora(model: Any, lora: LoraConfig, task_type: str | None) -> Any:
         target_modules=list(lora.target_modules),
         modules_to_save=list(lora.modules_to_save) or None,
     )
-    return peft.get_peft_model(model, adapter)
+    with _peft_quietly():
+        return peft.get_peft_model(model, adapter)
+
+
+@contextlib.contextmanager
+def _peft_quietly() -> Iterator[None]:
+    """Wrap a model with peft without its one FutureWarning per model.
+
+    peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates for
+    `is_activation_checkpointing`: the call is peft's, the warning says nothing a user can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        yield
 
 
 def for_inference(model: Any, precision: str = "auto") -> Any:

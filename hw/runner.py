@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -58,13 +59,11 @@ def run_homework(
         runs.write_yaml(run_dir / "config.yaml", settings)
         environment = runs.environment(cfg.train.seed, runs.sources_of(settings))
         runs.write_json(run_dir / "env.json", environment | {"precision": _precision(cfg.train.precision)})
-        _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
-        started = time.perf_counter()
-        with (
-            logging_to(run_dir / "run.log"),
-            interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only),
-        ):
-            record: RunRecord = task.run(cfg, run_dir)
+        with logging_to(run_dir / "run.log"):  # from the tiny assets' build on: it may take a minute
+            _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
+            started = time.perf_counter()
+            with interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only):
+                record: RunRecord = task.run(cfg, run_dir)
         if runs.is_main_process():  # the main process writes the artifacts and the report
             record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
             record.write(run_dir)
@@ -100,30 +99,47 @@ def _prepare_process(settings: dict[str, Any], *, tiny: bool, seed: int) -> None
 
 
 def build_tiny_assets(settings: Any) -> None:
-    """Build every `tiny:` model and dataset a config names, in lists too (atc's `data.eval_sets`); each only
-    once: later calls find it built."""
-    from hw import tiny
+    """Build every `tiny:` model and dataset a config names; each only once: later calls find it built."""
     from hw.tiny import assets
 
+    for name in tiny_assets(settings):
+        assets.materialize(name)
+
+
+def tiny_assets(settings: Any) -> list[str]:
+    """Every `tiny:NAME` in settings (a config's dict, or a list of them), in lists too (atc's `data.eval_sets`)."""
+    from hw import tiny
+
     values = settings.values() if isinstance(settings, dict) else settings
+    names = []
     for value in values:
         if isinstance(value, dict | list):
-            build_tiny_assets(value)
+            names += tiny_assets(value)
         elif isinstance(value, str) and value.startswith(tiny.PREFIX):
-            assets.materialize(value)
+            names.append(value)
+    return names
 
 
 @contextlib.contextmanager
 def logging_to(log_file: Path) -> Iterator[None]:
-    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file."""
+    """Log `hw` and the libraries to the console and (from the main process) to the run's own log file.
+
+    Every record goes through these two handlers alone, once, as lines without terminal escapes.
+    """
     import datasets
     import transformers
+    from huggingface_hub.utils import logging as hub_logging
 
     datasets.logging.set_verbosity_warning()
     transformers.logging.set_verbosity_warning()
     # Through our handlers, so its warnings land in run.log too and never hold a stale stderr.
     transformers.logging.disable_default_handler()
     transformers.logging.enable_propagation()
+    # huggingface_hub prints through a handler of its own and propagates too: every line would show twice.
+    hub_root = hub_logging.get_logger()
+    hub_handlers = list(hub_root.handlers)
+    for handler in hub_handlers:
+        hub_root.removeHandler(handler)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     replaced = None
@@ -133,7 +149,8 @@ def logging_to(log_file: Path) -> Iterator[None]:
     files = [_LogFile(log_file, encoding="utf-8")] if runs.is_main_process() else []
     handlers = [logging.StreamHandler(sys.stderr), *files]
     for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_PlainFormatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.addFilter(_load_report_in_one_line)
         root.addHandler(handler)
     if replaced is not None:
         log.warning(
@@ -156,6 +173,8 @@ def logging_to(log_file: Path) -> Iterator[None]:
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+        for handler in hub_handlers:
+            hub_root.addHandler(handler)
 
 
 class _LogFile(logging.FileHandler):
@@ -164,3 +183,42 @@ class _LogFile(logging.FileHandler):
     def _open(self) -> Any:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         return open(os.open(self.baseFilename, flags, 0o666), "a", encoding=self.encoding)
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PlainFormatter(logging.Formatter):
+    """A formatter that drops terminal escapes (transformers colours its tables): run.log is read as text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ESCAPES.sub("", super().format(record))
+
+
+def _load_report_in_one_line(record: logging.LogRecord) -> bool:
+    """Turn transformers' LOAD REPORT table (a dozen lines per model) into one line: which weights and why.
+
+    Its rows read `key | STATUS | details`; the line keeps the statuses with their keys, e.g. `MISSING
+    (newly initialised): classifier.bias, classifier.weight`, and drops the notes every report repeats.
+    """
+    message = record.getMessage()
+    if "LOAD REPORT" not in message:
+        return True
+    lines = _ESCAPES.sub("", message).splitlines()
+    keys_by_status: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) >= 2 and cells[1].isupper() and cells[0] != "Key":
+            keys_by_status.setdefault(cells[1], []).append(cells[0])
+    meaning = {
+        "MISSING": "newly initialised",
+        "UNEXPECTED": "unused",
+        "MISMATCH": "reinitialised, shape differs",
+    }
+    summary = "; ".join(
+        f"{status}{f' ({meaning[status]})' if status in meaning else ''}: {', '.join(sorted(keys))}"
+        for status, keys in keys_by_status.items()
+    )
+    model, _, source = lines[0].partition(" LOAD REPORT from: ")
+    record.msg, record.args = f"{model} loaded from {source.strip()}: {summary or 'no key listed'}", ()
+    return True

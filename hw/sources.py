@@ -5,8 +5,13 @@ loadable before that starts, and holds every dataset reader (Hub, `save_to_disk`
 """
 
 import csv
+import functools
 import json
 import logging
+import os
+import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +52,48 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
         return str(path)
     from huggingface_hub import hf_hub_download
 
+    offline_unless_reachable()
     try:
         hf_hub_download(name, "config.json", revision=revision)
     except Exception as error:  # offline, gated, missing repo or revision: all end the same way for the user
         raise _unreachable("model", name, key, error) from None
     return name
+
+
+PROBE_SECONDS = 3.0  # a TCP connection takes well under a second wherever the Hub can be used at all
+
+
+@functools.cache
+def offline_unless_reachable() -> None:
+    """Before the first Hub request: switch to offline mode (`HF_HUB_OFFLINE=1`) when the Hub cannot be reached.
+
+    One short TCP connection to the endpoint (or to the proxy the environment names for it) decides. Without
+    it, an unreachable Hub costs every request five retries with back-off (half a minute) before the error;
+    offline, what is in the local cache loads and anything else fails at once with its one-line error.
+    Checked once per process; with `HF_HUB_OFFLINE` already set nothing is probed.
+    """
+    import datasets
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    proxy = urllib.request.getproxies().get(endpoint.scheme)
+    target = urllib.parse.urlsplit(
+        proxy if proxy and not urllib.request.proxy_bypass(endpoint.hostname) else constants.ENDPOINT
+    )
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname, port), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        log.warning(
+            "the Hugging Face Hub (%s) is unreachable (%s): working offline, from the local cache only",
+            constants.ENDPOINT,
+            error,
+        )
+        os.environ["HF_HUB_OFFLINE"] = "1"  # processes started from this one
+        constants.HF_HUB_OFFLINE = True  # read at each request by huggingface_hub and transformers
+        datasets.config.HF_HUB_OFFLINE = True  # datasets keeps its own copy
 
 
 def saved_model_problem(path: Path, name_or_path: str) -> str | None:
@@ -168,6 +210,7 @@ def load_dataset_dict(
             return datasets.load_dataset(str(path), data_dir=data_dir)
         except Exception as error:
             raise HwError(f"{key}: could not read the files in {dataset!r} ({_first_line(error)})") from None
+    offline_unless_reachable()
     try:
         return datasets.load_dataset(name, config_name, revision=revision, data_dir=data_dir)
     except Exception as error:

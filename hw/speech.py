@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from hw import audio, runs, sources
+from hw import audio, generation, runs, sources
 from hw.config import TrainConfig
 from hw.errors import HwError
 from hw.training import build_trainer, train
@@ -287,11 +287,13 @@ def transcribe_features(
 
     def transcribe_batch(indices: list[int]) -> list[str]:
         generated = generate(model, processor, features_of(indices), decoding, max_new_tokens)
+        log.info("transcribed %s", counter(len(indices)))
         return [
             text.strip() for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)
         ]
 
     batches = duration_batches(durations, decoding.batch_size)
+    counter = generation.running_count(len(batches), len(durations), "clips")
     transcripts = [""] * len(durations)
     for indices, texts in zip(batches, runs.spread(transcribe_batch, batches), strict=True):
         for index, text in zip(indices, texts, strict=True):
@@ -311,7 +313,10 @@ def _torch_generate(
         attention_mask=torch.ones(inputs.shape[0], inputs.shape[-1], dtype=torch.long, device=inputs.device),
         language=decoding.language,
         task=decoding.task,
-        max_new_tokens=max_new_tokens,
+        # Whisper's generate counts `max_length` after the prefix tokens, so this is `max_new_tokens` (same
+        # tokens); given as such, transformers 5 warns on every call that it overrides a default `max_length`
+        # of 20 that Whisper's own generate filled in.
+        max_length=max_new_tokens,
     )
 
 

@@ -3,8 +3,12 @@
 import contextlib
 import io
 import logging
+import os
 import secrets
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -17,12 +21,13 @@ from hw.errors import HwError
 log = logging.getLogger(__name__)
 
 
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+def build_once(target: Path, build: Callable[[Path], None], wait: bool = True) -> Path | None:
     """Return `target`, building it with `build(directory)` first if it is not there yet.
 
     The builder writes into a hidden sibling that is renamed into place only when complete, so an interrupted
     build never leaves a half-written asset behind. A file lock beside it makes another process that needs the
     same asset wait and then use this build; holding it, the staging folders left by killed builds are removed.
+    Without `wait`, an asset another process is building is left to it: None is returned.
     """
     if target.is_dir():
         return target
@@ -31,6 +36,8 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
+        if not wait:
+            return None
         log.info("waiting for another process to finish building %s", target)
         lock.acquire()
     try:
@@ -47,11 +54,14 @@ def _build(target: Path, build: Callable[[Path], None]) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     staging = target.with_name(f".{target.name}-{secrets.token_hex(4)}")
     staging.mkdir()  # the umask's mode: mkdtemp's 0700 would hide the asset from the rest of the group
+    log.info("building the tiny asset %s in %s (once per machine)", target.name, target.parent)
+    started = time.perf_counter()
     try:
         with _quietly():
             build(staging)
         runs.open_to_umask(staging)  # weights saved by safetensors are 0600
         staging.rename(target)
+        log.info("built %s in %.0f s", target.name, time.perf_counter() - started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -79,8 +89,11 @@ def _quietly() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def materialize(name_or_path: str) -> str:
-    """Build `tiny:NAME` unless it is built, and return its local directory; any other value is returned unchanged."""
+def materialize(name_or_path: str, wait: bool = True) -> str:
+    """Build `tiny:NAME` unless it is built, and return its local directory; any other value is returned unchanged.
+
+    Without `wait`, an asset another process is building is left to it (see `build_once`).
+    """
     if not name_or_path.startswith(tiny.PREFIX):
         return name_or_path
     name = name_or_path.removeprefix(tiny.PREFIX)
@@ -89,7 +102,41 @@ def materialize(name_or_path: str) -> str:
         raise HwError(
             f"unknown tiny asset {name_or_path!r}; available: {', '.join(sorted(tiny.PREFIX + n for n in builders))}"
         )
-    return str(build_once(tiny.folder(name), builders[name]))
+    return str(build_once(tiny.folder(name), builders[name], wait=wait))
+
+
+@contextlib.contextmanager
+def building_ahead(names: list[str]) -> Iterator[Path | None]:
+    """Build the tiny assets `names` in a second process while this one runs; yield its log file, or None.
+
+    The tiny runs use one thread, so on two cores or more a second process builds what later runs need
+    (the tiny Whisper takes a minute) instead of leaving a core idle. Both take the assets in order, each
+    leaving to the other one it is building (`build_once`'s lock): this process waits for it, the other
+    moves on. If it fails, the runs build what they need themselves.
+    """
+    missing = [
+        name for name in dict.fromkeys(names) if not tiny.folder(name.removeprefix(tiny.PREFIX)).is_dir()
+    ]
+    if len(os.sched_getaffinity(0)) < 2 or not missing:
+        yield None
+        return
+    log_file = tiny.cache_root() / "built-ahead.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w", encoding="utf-8") as output:
+        helper = subprocess.Popen(
+            [sys.executable, "-m", __name__, *missing], stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield log_file
+    except BaseException:
+        helper.terminate()  # an interrupted or failed smoke stops its helper too
+        raise
+    finally:
+        code = helper.wait()
+    if code != 0:
+        print(
+            f"hw: warning: building tiny assets ahead failed (exit {code}), see {log_file}", file=sys.stderr
+        )
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
@@ -112,3 +159,12 @@ def _builders() -> dict[str, Callable[[Path], None]]:
         "atco2": partial(atc.build_dataset, corpus="atco2"),
         "atc-llama": atc.build_corrector,
     }
+
+
+if __name__ == "__main__":  # the helper process of `building_ahead`
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    import torch
+
+    torch.set_num_threads(1)  # the other core is the main process's
+    for asset in sys.argv[1:]:
+        materialize(asset, wait=False)

@@ -147,3 +147,29 @@ def test_two_processes_building_one_asset_build_it_once(tmp_path: Path) -> None:
     assert [path.name for path in Path(outputs[0]).parent.iterdir() if path.is_dir()] == [
         f"tang-v{tiny.VERSION}"
     ]
+
+
+def test_without_wait_an_asset_another_process_builds_is_left_to_it(tmp_path: Path) -> None:
+    import filelock
+
+    target = tmp_path / "note-v1"
+    with filelock.FileLock(tmp_path / ".note-v1.lock"):  # another process is building it
+        assert (
+            assets.build_once(target, lambda folder: (folder / "a.txt").write_text("a"), wait=False) is None
+        )
+    assert not target.exists()
+
+
+def test_building_ahead_builds_in_a_second_process_while_this_one_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HW_CACHE", str(tmp_path))
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("building ahead needs two cores")
+    with assets.building_ahead(["tiny:tang"]) as log_file:
+        pass  # this process builds nothing: leaving the block waits for the other one
+    assert tiny.folder("tang").is_dir()
+    assert log_file == tiny.cache_root() / "built-ahead.log"
+    assert f"built tang-v{tiny.VERSION} in" in log_file.read_text()
+    with assets.building_ahead(["tiny:tang"]) as nothing_left:
+        assert nothing_left is None  # built already: no second process
