@@ -221,12 +221,14 @@ def adapter_mismatch(weights: Weights, error: RuntimeError) -> HwError | None:
     )
 
 
-def require_max_length(weights: Weights, max_length: int) -> None:
-    """Refuse a `data.max_length` beyond the model's positions.
+def require_max_length(weights: Weights, max_length: int, family: str) -> None:
+    """Refuse a `data.max_length` beyond the model's positions, once the model is known to be of `family`.
 
     Raises:
-        HwError: if the model has fewer `max_position_embeddings` than `max_length`.
+        HwError: if the model is not of `family` (`require_family`: that is the mistake to name first), or has
+            fewer `max_position_embeddings` than `max_length`.
     """
+    require_family(weights, family)
     limit = getattr(model_config(weights), "max_position_embeddings", None)
     if limit is not None and max_length > limit:
         named = _named(weights) if weights.checkpoint else repr(weights.model.name_or_path)

@@ -335,7 +335,7 @@ CASES = [
         r"--checkpoint '{work}/tang-adapter' holds a PEFT adapter of task_type CAUSAL_LM; hw yelp needs task_type SEQ_CLS",
         _saved_config(
             "tang-adapter",
-            {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny:llama"},
+            {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny:tang-llama"},
             "adapter_model.safetensors",
         ),
         logs=True,  # datasets may report reading the tiny reviews, read before the model
@@ -357,6 +357,7 @@ CASES = [
         r"is '.*' \(d_model 1024 there, 64 here\); --set model\.name_or_path={work}/wide-whisper",
         _whisper_adapter_on_another_base,
         whisper_model=True,
+        logs=True,  # the tiny speech is built first, and the log names the base the adapter is scored on
     ),
     Case(
         "lora-target-missing",

@@ -197,8 +197,8 @@ def test_max_length_beyond_the_positions_is_refused_before_loading(
 ) -> None:
     _refuse_loading(monkeypatch)
     weights = models.resolve(ModelConfig(saved["base"]))
-    weight_checks.require_max_length(weights, 512)
+    weight_checks.require_max_length(weights, 512, "classifier")
     with pytest.raises(
         HwError, match=rf"^data\.max_length: 513 is above the 512 positions of '{saved['base']}'"
     ):
-        weight_checks.require_max_length(weights, 513)
+        weight_checks.require_max_length(weights, 513, "classifier")

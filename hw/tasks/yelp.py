@@ -84,7 +84,7 @@ def run(cfg: YelpConfig, run_dir: Path) -> RunRecord:
     """Train (unless eval-only) and score accuracy on the evaluation split."""
     # Names, then data, then weights: a typo or a missing column fails before any weights load.
     source = models.resolve(cfg.model, cfg.run.checkpoint)
-    weight_checks.require_max_length(source, cfg.data.max_length)
+    weight_checks.require_max_length(source, cfg.data.max_length, "classifier")
     splits = _load_splits(cfg.data, need_train=not cfg.run.eval_only)
     adding_lora = cfg.lora is not None and not cfg.run.eval_only and source.checkpoint is None
     loaded = models.classifier(source, cfg.data.label_names, cfg.lora if adding_lora else None)

@@ -88,7 +88,7 @@ def run(cfg: QAConfig, run_dir: Path) -> RunRecord:
     """Train (unless eval-only), answer the evaluation questions, score EM/F1 and write the answers."""
     # Names, then data, then weights: a wrong model path fails before any download, a bad column before any load.
     source = models.resolve(cfg.model, cfg.run.checkpoint)
-    weight_checks.require_max_length(source, cfg.data.max_length)
+    weight_checks.require_max_length(source, cfg.data.max_length, "question_answering")
     splits = sources.load_splits(cfg.data, COLUMNS, need_train=not cfg.run.eval_only)
     loaded = models.question_answering(source, cfg.train.seed)
     tokenizer, model, weights = loaded.processor, loaded.model, loaded.weights
