@@ -90,7 +90,11 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement of `metric_for_best_model`."""
     metric_for_best_model: str | None = None
-    """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`); None keeps the last."""
+    """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`; `wer`, `cer`, `loss`: lower is
+    better); None keeps the last."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Experiment trackers the Trainer logs to (`none`, `tensorboard`, `wandb`, any it accepts); TensorBoard
+    writes under the run directory's `tb/`."""
 
     def problems(self) -> list[str]:
         """Out-of-range values, as `key: problem` strings."""
@@ -121,6 +125,8 @@ class TrainConfig:
             found.append(
                 f"eval_steps: {self.eval_steps!r} must be a whole number of steps or a fraction of training below 1"
             )
+        if "none" in self.report_to and len(self.report_to) > 1:
+            found.append(f"report_to: {self.report_to!r} names trackers and none; keep one or the other")
         if self.early_stopping_patience is not None and self.metric_for_best_model is None:
             found.append("metric_for_best_model: required with early_stopping_patience")
         return found

@@ -1,6 +1,7 @@
 """The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer; resuming, histories."""
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import re
@@ -18,9 +19,11 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+from transformers.integrations import TensorBoardCallback
 
 from hw import runs
 from hw.config import TrainConfig
+from hw.errors import HwError
 from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
 from hw.weight_checks import torn_file
@@ -36,6 +39,63 @@ def precision_flags(precision: str) -> dict[str, bool]:
         else:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+# Metrics a smaller value of which is better: losses and error rates.
+LOWER_IS_BETTER = ("loss", "wer", "cer")
+# Trainer integrations whose Python module is named otherwise; the others import under their own name.
+_TRACKER_MODULES = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "azure_ml": ("azureml",),
+    "flyte": ("flytekit",),
+}
+# Trackers `hw` ships as an extra: `pip install 'hw[NAME]'`.
+_TRACKER_EXTRAS = ("tensorboard", "wandb")
+
+
+def check_trackers(cfg: Any) -> None:
+    """Refuse, before any weights load, a `report_to` tracker the Trainer does not know or whose package is
+    missing: the Trainer would fail only when it is built, after the data and the model.
+
+    Raises:
+        HwError: naming the tracker, the allowed ones, and the install command.
+    """
+    from transformers.integrations import INTEGRATION_TO_CALLBACK
+
+    for train in _train_configs(cfg):
+        for name in train.report_to:
+            if name in ("none", "all"):
+                continue
+            if name not in INTEGRATION_TO_CALLBACK:
+                raise HwError(
+                    f"train.report_to: {name!r} is not a tracker the Trainer knows; use none, all or "
+                    f"{', '.join(INTEGRATION_TO_CALLBACK)}"
+                )
+            modules = _TRACKER_MODULES.get(name, (name,))
+            if not any(importlib.util.find_spec(module) for module in modules):
+                install = f"hw[{name}]" if name in _TRACKER_EXTRAS else modules[0]
+                raise HwError(
+                    f"train.report_to names {name}, which is not installed; run `pip install '{install}'` "
+                    "or set train.report_to=[none]"
+                )
+
+
+def _train_configs(node: Any) -> Iterator[TrainConfig]:
+    """Every `TrainConfig` in a config (atc has two: the ASR's and the corrector's)."""
+    if isinstance(node, TrainConfig):
+        yield node
+    elif dataclasses.is_dataclass(node):
+        for spec in dataclasses.fields(node):
+            yield from _train_configs(getattr(node, spec.name))
+
+
+class RunDirTensorBoard(TensorBoardCallback):
+    """TensorBoard events in `logging_dir`: transformers 5 dropped `TrainingArguments.logging_dir` and writes
+    to `TENSORBOARD_LOGGING_DIR` (process-wide) or `<output_dir>/runs/<date_host>` (inside checkpoints/)."""
+
+    def __init__(self, logging_dir: Path) -> None:
+        super().__init__()
+        self.logging_dir = str(logging_dir)
 
 
 def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = False, **extra: Any):
@@ -62,12 +122,12 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=best is not None and evaluate,
         metric_for_best_model=best,
-        greater_is_better=None if best is None else not best.endswith("loss"),
+        greater_is_better=None if best is None else not best.endswith(LOWER_IS_BETTER),
         logging_steps=train.logging_steps,
         seed=train.seed,
         data_seed=train.seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        report_to="none",
+        report_to=train.report_to,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
         use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
@@ -112,6 +172,8 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    if trainer.pop_callback(TensorBoardCallback) is not None:  # the one `report_to` added, writing elsewhere
+        trainer.add_callback(RunDirTensorBoard(run_dir / "tb"))
     # transformers 5 hands `num_items_in_batch` to every model whose forward takes **kwargs, and then neither
     # divides the loss by the accumulation steps nor lets DDP's averaging stand (it multiplies by the number of
     # processes). Only causal-LM losses use that count; classification, QA and Whisper average their own, so
