@@ -40,7 +40,7 @@ def run_homework(
         The run directory.
     """
     from hw import interrupts  # imports transformers
-    from hw.training import check_trackers
+    from hw.trackers import check_trackers
 
     check_trackers(cfg)  # before the run directory, the data and the weights
     task = importlib.import_module(f"hw.tasks.{cfg.run.homework}")

@@ -1,12 +1,11 @@
 """The one place that turns a `TrainConfig` into `TrainingArguments` and a (Seq2Seq)Trainer; resuming, histories."""
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from transformers.integrations import TensorBoardCallback
 
 from hw import runs
 from hw.config import TrainConfig
-from hw.errors import HwError
 from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
+from hw.trackers import RunDirTensorBoard
 from hw.weight_checks import torn_file
 
 log = logging.getLogger(__name__)
@@ -43,59 +42,6 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 # Metrics a smaller value of which is better: losses and error rates.
 LOWER_IS_BETTER = ("loss", "wer", "cer")
-# Trainer integrations whose Python module is named otherwise; the others import under their own name.
-_TRACKER_MODULES = {
-    "tensorboard": ("tensorboard", "tensorboardX"),
-    "azure_ml": ("azureml",),
-    "flyte": ("flytekit",),
-}
-# Trackers `hw` ships as an extra: `pip install 'hw[NAME]'`.
-_TRACKER_EXTRAS = ("tensorboard", "wandb")
-
-
-def check_trackers(cfg: Any) -> None:
-    """Refuse, before any weights load, a `report_to` tracker the Trainer does not know or whose package is
-    missing: the Trainer would fail only when it is built, after the data and the model.
-
-    Raises:
-        HwError: naming the tracker, the allowed ones, and the install command.
-    """
-    from transformers.integrations import INTEGRATION_TO_CALLBACK
-
-    for train in _train_configs(cfg):
-        for name in train.report_to:
-            if name in ("none", "all"):
-                continue
-            if name not in INTEGRATION_TO_CALLBACK:
-                raise HwError(
-                    f"train.report_to: {name!r} is not a tracker the Trainer knows; use none, all or "
-                    f"{', '.join(INTEGRATION_TO_CALLBACK)}"
-                )
-            modules = _TRACKER_MODULES.get(name, (name,))
-            if not any(importlib.util.find_spec(module) for module in modules):
-                install = f"hw[{name}]" if name in _TRACKER_EXTRAS else modules[0]
-                raise HwError(
-                    f"train.report_to names {name}, which is not installed; run `pip install '{install}'` "
-                    "or set train.report_to=[none]"
-                )
-
-
-def _train_configs(node: Any) -> Iterator[TrainConfig]:
-    """Every `TrainConfig` in a config (atc has two: the ASR's and the corrector's)."""
-    if isinstance(node, TrainConfig):
-        yield node
-    elif dataclasses.is_dataclass(node):
-        for spec in dataclasses.fields(node):
-            yield from _train_configs(getattr(node, spec.name))
-
-
-class RunDirTensorBoard(TensorBoardCallback):
-    """TensorBoard events in `logging_dir`: transformers 5 dropped `TrainingArguments.logging_dir` and writes
-    to `TENSORBOARD_LOGGING_DIR` (process-wide) or `<output_dir>/runs/<date_host>` (inside checkpoints/)."""
-
-    def __init__(self, logging_dir: Path) -> None:
-        super().__init__()
-        self.logging_dir = str(logging_dir)
 
 
 def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = False, **extra: Any):
@@ -147,10 +93,11 @@ def build_trainer(
     processing_class: Any,
     compute_metrics: Any = None,
     seq2seq: bool = False,
+    generated_metrics: Callable[[Any], dict[str, float]] | None = None,
     **extra: Any,
 ) -> Trainer:
     """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured, that stops with a
-    checkpoint on SIGINT/SIGTERM (`interrupts`)."""
+    checkpoint on SIGINT/SIGTERM (`interrupts`); `generated_metrics` as `HwSeq2SeqTrainer`'s."""
     trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
     callbacks = [StopWhenInterrupted()]
     if train.early_stopping_patience is not None:
@@ -171,6 +118,7 @@ def build_trainer(
         processing_class=processing_class,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        **({"generated_metrics": generated_metrics} if generated_metrics else {}),
     )
     if trainer.pop_callback(TensorBoardCallback) is not None:  # the one `report_to` added, writing elsewhere
         trainer.add_callback(RunDirTensorBoard(run_dir / "tb"))
@@ -217,7 +165,23 @@ class HwTrainer(_ReadableSaves, _HwSampling, Trainer):
 
 
 class HwSeq2SeqTrainer(_ReadableSaves, _HwSampling, Seq2SeqTrainer):
-    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves."""
+    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves; each evaluation adds `generated_metrics(model)`
+    (`eval_wer`, …), so they are logged, kept in the log history and can pick the best checkpoint."""
+
+    def __init__(
+        self, *args: Any, generated_metrics: Callable[[Any], dict[str, float]] | None = None, **kwargs
+    ):
+        self.generated_metrics = generated_metrics
+        super().__init__(*args, **kwargs)
+
+    def evaluation_loop(self, *args: Any, metric_key_prefix: str = "eval", **kwargs: Any) -> Any:
+        """The loss loop, then the generated metrics of a validation (`eval`) pass, in the Trainer's precision."""
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.generated_metrics is not None and metric_key_prefix == "eval":
+            with self.autocast_smart_context_manager():
+                scores = self.generated_metrics(self.model)
+            output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
+        return output
 
 
 class LengthGroupedBatches(Sampler[int]):
@@ -380,6 +344,19 @@ def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, floa
             rows.append(row)
             pending = []
     return rows
+
+
+def kept_model_note(state: dict[str, Any], metric: str | None) -> str | None:
+    """The sentence that says which evaluation's model was kept (`load_best_model_at_end`); None without one."""
+    step = state.get("best_global_step")
+    if metric is None or step is None:
+        return None
+    evaluations = sum(f"eval_{metric}" in entry for entry in state["log_history"])
+    last = "the last one" if step == state["global_step"] else f"not the last (step {state['global_step']})"
+    return (
+        f"The model kept is step {step}'s: best validation {metric} ({state['best_metric']:.4f}) of "
+        f"{evaluations} evaluations, {last}."
+    )
 
 
 def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:

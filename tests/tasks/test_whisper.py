@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hw import config
-from hw.errors import HwError
+from hw.errors import ConfigError, HwError
 from hw.tasks import whisper
 from tests.invoking import invoke, one_line_error
 from tests.test_speech import write_audiofolder, write_commonvoice
@@ -81,7 +81,8 @@ def test_the_report_names_the_weights_scored(runs: tuple[str, Path]) -> None:
         encoding="utf-8"
     )
     assert f"**weights scored:** {trained}" in fragment
-    assert "| Source | Epoch | Training Loss | Validation Loss | WER | CER | wer_orthographic |" in fragment
+    assert "| Source | Epoch | Training Loss | Validation Loss | WER | CER |" in fragment
+    assert "> **Note:** The model kept is step " in fragment
 
 
 @pytest.mark.slow
@@ -91,7 +92,7 @@ def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
     assert metrics["data"] == {"train": 512, "validation": 64, "eval": 64}
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3, 4]
     assert all(row["validation_loss"] > 0 and row["training_loss"] > 0 for row in metrics["epochs"])
-    assert {"wer", "cer", "wer_orthographic"} <= set(metrics["epochs"][-1])
+    assert all({"wer", "cer"} <= set(row) for row in metrics["epochs"])  # validation transcripts, each time
     errors, clips = metrics["tables"]
     normalizer = {"zh": "normalized (zh, t2s)", "fr": "normalized (basic)"}[language]
     assert [row[0] for row in errors["rows"]] == [normalizer, "orthographic (none)"]
@@ -107,6 +108,23 @@ def test_artifacts_loss_curve_and_error_tables(runs: tuple[str, Path]) -> None:
                                "hypothesis_normalized", "wer", "cer"}  # fmt: skip
     assert (work / "trained" / "model" / "adapter_config.json").is_file()
     assert (work / "trained" / "trainer_state.json").is_file()
+
+
+@pytest.mark.slow
+def test_every_evaluation_scores_transcripts_and_the_best_one_is_kept(runs: tuple[str, Path]) -> None:
+    from safetensors.torch import load_file
+
+    language, work = runs
+    metric = {"zh": "cer", "fr": "wer"}[language]
+    state = json.loads((work / "trained" / "trainer_state.json").read_text(encoding="utf-8"))
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert len(evaluations) == 4 and all({"eval_wer", "eval_cer"} <= set(entry) for entry in evaluations)
+    best = min(evaluations, key=lambda entry: (entry[f"eval_{metric}"], entry["step"]))
+    assert (state["best_global_step"], state["best_metric"]) == (best["step"], best[f"eval_{metric}"])
+    kept = load_file(work / "trained" / "model" / "adapter_model.safetensors")
+    checkpoint = work / "trained" / "checkpoints" / f"checkpoint-{best['step']}" / "adapter_model.safetensors"
+    assert kept.keys() == load_file(checkpoint).keys()
+    assert all(kept[name].equal(tensor) for name, tensor in load_file(checkpoint).items())
 
 
 def test_packaged_configs_hold_the_course_defaults() -> None:
@@ -133,6 +151,12 @@ def test_packaged_configs_hold_the_course_defaults() -> None:
     )
     assert (cfg.eval.normalizer, cfg.eval.zh_convert, cfg.quantization) == ("zh", "t2s", "8bit")
     assert config.load(whisper.WhisperConfig, "whisper", "fr").eval.normalizer == "basic"
+    # Kept by the headline metric, every validation clip transcribed on a GPU config, a few on tiny.
+    assert (cfg.train.metric_for_best_model, cfg.eval.validation_generate_samples) == ("cer", None)
+    fr = config.load(whisper.WhisperConfig, "whisper", "fr", run={"tiny": True})
+    assert (fr.train.metric_for_best_model, fr.eval.validation_generate_samples) == ("wer", 32)
+    with pytest.raises(ConfigError, match="train.metric_for_best_model: wer needs validation transcripts"):
+        config.load(whisper.WhisperConfig, "whisper", "fr", overrides=["eval.validation_generate_samples=0"])
 
 
 @pytest.mark.slow

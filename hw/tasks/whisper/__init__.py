@@ -11,7 +11,7 @@ from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceR
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.record import RunRecord
-from hw.training import evaluation_history, parameter_counts, trainer_state
+from hw.training import evaluation_history, kept_model_note, parameter_counts, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class WhisperEval:
     """Tokens generated at most per clip (the course's `generation_max_length`)."""
     samples_seed: int = 0
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
+    validation_generate_samples: int | None = None
+    """Validation clips transcribed at each evaluation during training for `eval_wer` / `eval_cer` (and
+    `train.metric_for_best_model: wer|cer`); None: every one, 0: the loss only."""
     allow_language_mismatch: bool = False
     """Score a `--checkpoint` run trained on another language anyway (the report says so in bold)."""
 
@@ -83,6 +86,10 @@ class WhisperEval:
             for key, allowed in choices.items()
             if getattr(self, key) not in allowed
         ]
+        if (self.validation_generate_samples or 0) < 0:
+            found.append(
+                f"validation_generate_samples: {self.validation_generate_samples!r} must be 0 or more"
+            )
         return found + [
             f"{key}: {getattr(self, key)!r} must be at least 1"
             for key in ("batch_size", "max_new_tokens")
@@ -122,6 +129,14 @@ class WhisperConfig:
                 "model.trust_remote_code: hw whisper loads transformers' own Whisper classes and runs no "
                 "repository code; remove the setting"
             )
+        best = self.train.metric_for_best_model
+        if best not in (None, "wer", "cer", "loss"):
+            found.append(f"train.metric_for_best_model: {best!r} is not one of wer, cer, loss")
+        if best in ("wer", "cer") and self.eval.validation_generate_samples == 0:
+            found.append(
+                f"train.metric_for_best_model: {best} needs validation transcripts; set "
+                "eval.validation_generate_samples above 0 (or null: every validation clip)"
+            )
         return found
 
 
@@ -142,8 +157,9 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
     epochs = evaluation_history(state["log_history"]) if state else []
-    if epochs:  # the last validation row also carries the scores, so the report's table shows them
+    if epochs and "wer" not in epochs[-1]:  # no validation transcripts: the last row shows the test's scores
         epochs[-1].update({key: final[key] for key in ("wer", "cer", "wer_orthographic")})
+    kept = kept_model_note(state, cfg.train.metric_for_best_model) if state else None
     samples = _samples(features["eval"], hypotheses, scores["normalized"])
     # A seeded random order: the report shows the first rows, a fair sample rather than the first clips.
     random.Random(cfg.eval.samples_seed).shuffle(samples)
@@ -156,7 +172,7 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
         data={name: len(split) for name, split in features.items()},
         model=counts,
         tables=_tables(scores, clip_counts),
-        notes=notes,
+        notes=notes + ([kept] if kept else []),
         samples=samples,
         trainer_state=state,
     )
@@ -246,7 +262,14 @@ def _train(
         f"{counts['trainable_parameters']:,}",
         f"{counts['total_parameters']:,}",
     )
-    trainer = speech.fine_tune(trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume)
+    scoring = None
+    if cfg.eval.validation_generate_samples != 0:
+        scoring = speech.ValidationScoring(
+            _decoding(cfg), cfg.eval.validation_generate_samples, cfg.eval.normalizer, cfg.eval.zh_convert
+        )
+    trainer = speech.fine_tune(
+        trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume, scoring
+    )
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
     return models.trained_here(weights, run_dir / "model"), trainer_state(trainer), counts
@@ -254,8 +277,12 @@ def _train(
 
 def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:
     """Greedy transcripts of the eval clips, in duration-sorted batches, returned in dataset order."""
-    decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
-    return speech.transcribe_dataset(model, processor, eval_features, decoding)
+    return speech.transcribe_dataset(model, processor, eval_features, _decoding(cfg))
+
+
+def _decoding(cfg: WhisperConfig) -> speech.Decoding:
+    """How transcripts are generated, at each validation and at the end."""
+    return speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
 
 
 def _scores(hypotheses: list[str], references: list[str], evaluation: WhisperEval) -> dict[str, asr.AsrScore]:
