@@ -45,7 +45,13 @@ HOMEWORKS = {
 }
 
 # homework → (flag, help, default) when its variants are not called `--variant`.
-VARIANT_OPTIONS = {"whisper": ("--lang", "Language of the speech: zh (Common Voice zh-CN) or fr.", "zh")}
+VARIANT_OPTIONS = {
+    "whisper": (
+        "--lang",
+        "Language of the speech (zh: Common Voice zh-CN, fr), or --variant zh-tw-full.",
+        "zh",
+    )
+}
 
 app = typer.Typer(
     help="One command per homework of the fine-tuning course: train, evaluate, and write a report to hand in.",
@@ -172,7 +178,9 @@ def _register(homework: str) -> None:
     )
 
     def command(
-        variant: Annotated[str | None, typer.Option(flag, help=flag_help)] = default,
+        variant: Annotated[
+            str | None, typer.Option(*dict.fromkeys((flag, "--variant")), help=flag_help)
+        ] = default,
         config: ConfigOption = None,
         set_overrides: SetOption = None,
         tiny: TinyOption = False,

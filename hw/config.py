@@ -92,6 +92,13 @@ class TrainConfig:
     metric_for_best_model: str | None = None
     """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`; `wer`, `cer`, `loss`: lower is
     better); None keeps the last."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory (full fine-tuning of a large model), ~30 % slower
+    (`TrainingArguments.activation_checkpointing` since transformers 5)."""
+    optim: str = "adamw_torch_fused"
+    """Optimizer, as `TrainingArguments.optim` (`adamw_torch_fused`, `adamw_torch`, `adafactor`, `adamw_bnb_8bit`…)."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm; 0 turns clipping off."""
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """Experiment trackers the Trainer logs to (`none`, `tensorboard`, `wandb`, any it accepts); TensorBoard
     writes under the run directory's `tb/`."""
@@ -105,6 +112,7 @@ class TrainConfig:
             "per_device_eval_batch_size": ("at least 1", self.per_device_eval_batch_size >= 1),
             "gradient_accumulation_steps": ("at least 1", self.gradient_accumulation_steps >= 1),
             "weight_decay": ("0 or more", self.weight_decay >= 0),
+            "max_grad_norm": ("0 or more", self.max_grad_norm >= 0),
             "warmup_steps": ("0 or more", self.warmup_steps >= 0),
             "logging_steps": ("at least 1", self.logging_steps >= 1),
             "save_total_limit": ("at least 1", self.save_total_limit >= 1),

@@ -58,6 +58,12 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         per_device_eval_batch_size=train.per_device_eval_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         weight_decay=train.weight_decay,
+        optim=train.optim,
+        max_grad_norm=train.max_grad_norm,
+        # transformers 5's name for gradient checkpointing; non-reentrant, as `models.add_lora` asks for k-bit
+        # training: reentrant checkpointing fails under DDP.
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler_type,
         eval_strategy=train.eval_strategy,

@@ -131,7 +131,7 @@ def test_packaged_configs_hold_the_course_defaults() -> None:
     for language in config.variants("whisper"):
         for tiny in (False, True):
             cfg = config.load(whisper.WhisperConfig, "whisper", language, run={"tiny": tiny})
-            assert cfg.language == language
+            assert cfg.language == language.split("-")[0]  # zh-tw-full: zh
     cfg = config.load(whisper.WhisperConfig, "whisper", "zh")
     assert (cfg.model.name_or_path, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (
         "openai/whisper-large-v2",
@@ -157,6 +157,43 @@ def test_packaged_configs_hold_the_course_defaults() -> None:
     assert (fr.train.metric_for_best_model, fr.eval.validation_generate_samples) == ("wer", 32)
     with pytest.raises(ConfigError, match="train.metric_for_best_model: wer needs validation transcripts"):
         config.load(whisper.WhisperConfig, "whisper", "fr", overrides=["eval.validation_generate_samples=0"])
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_learns_and_keeps_its_best_model(tmp_path: Path) -> None:
+    metrics = _whisper(tmp_path, "full", "--variant", "zh-tw-full")
+    state = json.loads((tmp_path / "full" / "trainer_state.json").read_text(encoding="utf-8"))
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0] / 2, losses
+    assert min(entry["eval_cer"] for entry in evaluations) < evaluations[0]["eval_cer"], evaluations
+    assert metrics["model"]["trainable_parameters"] == metrics["model"]["total_parameters"]
+    assert metrics["weights"].startswith(f"full model trained in this run ({tmp_path / 'full' / 'model'})")
+    assert (tmp_path / "full" / "model" / "model.safetensors").is_file()
+    cfg = config.load(whisper.WhisperConfig, "whisper", "zh-tw-full")
+    train = cfg.train
+    assert (train.per_device_train_batch_size, train.gradient_accumulation_steps, train.learning_rate) == (
+        8,
+        2,
+        1e-5,
+    )
+    assert (train.lr_scheduler_type, train.warmup_steps, train.max_steps, train.precision) == (
+        "constant_with_warmup",
+        50,
+        500,
+        "fp16",
+    )
+    assert (cfg.lora, cfg.quantization, train.gradient_checkpointing, cfg.eval.max_new_tokens) == (
+        None,
+        "none",
+        True,
+        225,
+    )
+
+
+def test_full_fine_tuning_of_8bit_weights_is_one_line(tmp_path: Path) -> None:
+    error = one_line_error(["whisper", "--tiny", "--set", "lora=null", "--output-dir", str(tmp_path / "run")])
+    assert error.startswith("full fine-tuning (lora: null) trains every weight, which 8bit weights cannot;")
 
 
 @pytest.mark.slow
@@ -193,7 +230,7 @@ def test_corrupt_and_overlong_clips_are_skipped_and_counted(tmp_path: Path) -> N
 
 def test_unsupported_language_lists_the_supported_ones() -> None:
     assert one_line_error(["whisper", "--lang", "de", "--tiny"]) == (
-        "--lang 'de' is not supported by hw whisper; choose one of: fr, zh"
+        "--lang 'de' is not supported by hw whisper; choose one of: fr, zh, zh-tw-full"
     )
 
 

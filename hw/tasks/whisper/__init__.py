@@ -1,10 +1,12 @@
-"""`hw whisper --lang zh|fr`: LoRA fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
+"""`hw whisper`: LoRA or full fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
 
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 from hw import manifest, models, runs, sources, speech
 from hw.config import Dataset, LoraConfig, ModelConfig, Quantization, ReferenceRun, RunOptions, TrainConfig
@@ -105,7 +107,8 @@ class WhisperConfig:
     model: ModelConfig
     data: WhisperData
     train: TrainConfig
-    lora: LoraConfig
+    lora: LoraConfig | None
+    """LoRA adapters on the frozen (quantized) base; null fine-tunes every weight (with `quantization: none`)."""
     language: str
     """Whisper language code of the speech (`zh`, `fr`); set on the tokenizer and the generation config."""
     task: Literal["transcribe", "translate"] = "transcribe"
@@ -141,7 +144,7 @@ class WhisperConfig:
 
 
 def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
-    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and score the transcripts."""
+    """Train a LoRA adapter or the whole model (unless eval-only), transcribe the eval split, and score it."""
     notes = _language_notes(cfg)
     weights = models.resolve(cfg.model, cfg.run.checkpoint)
     processor = models.whisper_processor(weights, cfg.language, cfg.task)
@@ -181,15 +184,21 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
 def _language_notes(cfg: WhisperConfig) -> list[str]:
     """A `--checkpoint` run trained on another language is refused, or scored with a bold warning when allowed."""
     scored = manifest.scored_run(cfg.run.checkpoint)
-    if scored is None or scored["variant"] == cfg.language:
+    if scored is None:
+        return []
+    # The language the run trained on: a variant (`zh-tw-full`) is not one, its config.yaml says which.
+    settings = Path(cfg.run.checkpoint) / "config.yaml"
+    saved = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+    trained = saved.get("language") or scored["variant"]
+    if trained == cfg.language:
         return []
     if not cfg.eval.allow_language_mismatch:
         raise HwError(
-            f"--checkpoint {cfg.run.checkpoint!r} was trained on --lang {scored['variant']}, not {cfg.language}; "
-            f"score it with --lang {scored['variant']}, or add --set eval.allow_language_mismatch=true"
+            f"--checkpoint {cfg.run.checkpoint!r} was trained on --lang {trained}, not {cfg.language}; "
+            f"score it with --lang {trained}, or add --set eval.allow_language_mismatch=true"
         )
     return [
-        f"**Language mismatch: these weights were trained on --lang {scored['variant']} speech and are scored "
+        f"**Language mismatch: these weights were trained on --lang {trained} speech and are scored "
         f"here as {cfg.language}.**"
     ]
 
@@ -252,13 +261,15 @@ def _features(
 def _train(
     cfg: WhisperConfig, weights: models.Weights, processor: Any, features: dict[str, Any], run_dir: Path
 ) -> tuple[models.Weights, dict[str, Any], dict[str, int]]:
-    """Train LoRA adapters on the base model; return the saved adapter, the Trainer's state and parameter counts."""
+    """Train LoRA adapters on the base model (or every weight); return the saved adapter (or model), the Trainer's
+    state and parameter counts."""
     trainee = models.whisper(
         weights, cfg.language, cfg.task, training=True, quantization=cfg.quantization, lora=cfg.lora
     )
     counts = parameter_counts(trainee.model)
     log.info(
-        "LoRA: %s of %s parameters trainable",
+        "%s: %s of %s parameters trainable",
+        "LoRA" if cfg.lora else "full fine-tuning",
         f"{counts['trainable_parameters']:,}",
         f"{counts['total_parameters']:,}",
     )
