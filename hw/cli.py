@@ -74,7 +74,9 @@ def _register(homework: str) -> None:
     )
 
     def command(
-        variant: Annotated[str | None, typer.Option(flag, help=flag_help)] = default,
+        variant: Annotated[
+            str | None, typer.Option(*dict.fromkeys((flag, "--variant")), help=flag_help)
+        ] = default,
         config: ConfigOption = None,
         set_overrides: SetOption = None,
         tiny: TinyOption = False,

@@ -9,7 +9,13 @@ import typer
 from hw.errors import HwError
 
 # homework → (flag, help, default) when its variants are not called `--variant`.
-VARIANT_OPTIONS = {"whisper": ("--lang", "Language of the speech: zh (Common Voice zh-CN) or fr.", "zh")}
+VARIANT_OPTIONS = {
+    "whisper": (
+        "--lang",
+        "Language of the speech (zh: Common Voice zh-CN, fr), or --variant zh-tw-full.",
+        "zh",
+    )
+}
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML file merged over the packaged config.")

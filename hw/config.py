@@ -100,7 +100,18 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement of `metric_for_best_model`."""
     metric_for_best_model: str | None = None
-    """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`); None keeps the last."""
+    """Metric that picks the checkpoint kept at the end (e.g. `accuracy`, `f1`; `wer`, `cer`, `loss`: lower is
+    better); None keeps the last."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory (full fine-tuning of a large model), ~30 % slower
+    (`TrainingArguments.activation_checkpointing` since transformers 5)."""
+    optim: str = "adamw_torch_fused"
+    """Optimizer, as `TrainingArguments.optim` (`adamw_torch_fused`, `adamw_torch`, `adafactor`, `adamw_bnb_8bit`…)."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm; 0 turns clipping off."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Experiment trackers the Trainer logs to (`none`, `tensorboard`, `wandb`, any it accepts); TensorBoard
+    writes under the run directory's `tb/`."""
 
     def problems(self) -> list[str]:
         """Out-of-range values, as `key: problem` strings."""
@@ -111,6 +122,7 @@ class TrainConfig:
             "per_device_eval_batch_size": ("at least 1", self.per_device_eval_batch_size >= 1),
             "gradient_accumulation_steps": ("at least 1", self.gradient_accumulation_steps >= 1),
             "weight_decay": ("0 or more", self.weight_decay >= 0),
+            "max_grad_norm": ("0 or more", self.max_grad_norm >= 0),
             "warmup_steps": ("0 or more", self.warmup_steps >= 0),
             "logging_steps": ("at least 1", self.logging_steps >= 1),
             "save_total_limit": ("at least 1", self.save_total_limit >= 1),
@@ -131,6 +143,8 @@ class TrainConfig:
             found.append(
                 f"eval_steps: {self.eval_steps!r} must be a whole number of steps or a fraction of training below 1"
             )
+        if "none" in self.report_to and len(self.report_to) > 1:
+            found.append(f"report_to: {self.report_to!r} names trackers and none; keep one or the other")
         if self.early_stopping_patience is not None and self.metric_for_best_model is None:
             found.append("metric_for_best_model: required with early_stopping_patience")
         return found

@@ -193,8 +193,9 @@ def whisper(
     lora: LoraConfig | None = None,
     precision: str = "auto",
 ) -> Loaded:
-    """Whisper to train (quantized as asked, new LoRA adapters when `lora` is given) or to score (adapter merged,
-    half precision on a GPU, eval mode), with language and task fixed in its generation config.
+    """Whisper to train (quantized as asked, new LoRA adapters when `lora` is given, else every weight in full
+    precision) or to score (adapter merged, half precision on a GPU, eval mode), with language and task fixed in
+    its generation config.
 
     Args:
         precision: inference precision, as `TrainConfig.precision` (`auto`: bf16 or fp16 on a GPU, fp32 on CPU).
@@ -204,6 +205,11 @@ def whisper(
     from hw import speech
 
     weight_checks.require_family(weights, "whisper")
+    if training and lora is None and quantization != "none":  # k-bit weights are frozen: only adapters learn
+        raise HwError(
+            f"full fine-tuning (lora: null) trains every weight, which {quantization} weights cannot; "
+            "set quantization: none, or train LoRA adapters (lora.r=…)"
+        )
     options = quantized_loading(quantization) if training else {}
     model, _ = _pretrained(WhisperForConditionalGeneration, weights, base_options=options)
     speech.set_language(model, language, task)
@@ -213,13 +219,13 @@ def whisper(
         model = add_lora(model, lora, task_type=None) if lora is not None else model
         return Loaded(model, processor, f"base model {weights.model.name_or_path}")
     base = weights.model.name_or_path
+    origin = "from --checkpoint" if weights.given else "trained in this run"
     if weights.checkpoint is None:
         sentence = f"base model {base} (not fine-tuned)"
     elif weights.adapter:
-        origin = "from --checkpoint" if weights.given else "trained in this run"
         sentence = f"LoRA adapter {origin} ({weights.checkpoint}) on base model {base}, merged for inference"
     else:
-        sentence = f"full model from --checkpoint ({weights.checkpoint})"
+        sentence = f"full model {origin} ({weights.checkpoint})"
     model = for_inference(model, precision)
     return Loaded(
         model, processor, f"{sentence}, {str(next(model.parameters()).dtype).removeprefix('torch.')}"

@@ -42,7 +42,9 @@ def run_homework(
         The run directory.
     """
     from hw import interrupts  # imports transformers
+    from hw.trackers import check_trackers
 
+    check_trackers(cfg)  # before the run directory, the data and the weights
     task = importlib.import_module(f"hw.tasks.{cfg.run.homework}")
     settings = config.to_dict(cfg)
     run_dir, created = manifest.run_directory(cfg.run, settings, output_dir=output_dir, runs_root=runs_root)

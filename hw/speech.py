@@ -223,6 +223,34 @@ class Ctranslate2Whisper:
     """Decoder positions, prefix tokens included (448 for OpenAI's checkpoints)."""
 
 
+@dataclass(frozen=True)
+class ValidationScoring:
+    """WER and CER of greedy transcripts of validation clips, at each evaluation during training."""
+
+    decoding: Decoding
+    samples: int | None
+    """Validation clips transcribed, the split's first (it is shuffled); None: every one."""
+    normalize: str = "basic"
+    """`hw.metrics.asr` normalizer of both sides."""
+    zh_convert: str = "t2s"
+    """OpenCC conversion of the `zh` normalizer."""
+
+
+def validation_scores(model: Any, processor: Any, clips: Any, scoring: ValidationScoring) -> dict[str, float]:
+    """`wer` and `cer` of the model's transcripts of `clips` (`speech_features` rows), through the evaluation's
+    own duration-sorted batches; the model is left in the mode it was in."""
+    from hw.metrics import asr
+
+    training = model.training
+    model.eval()
+    try:
+        hypotheses = transcribe_dataset(model, processor, clips, scoring.decoding)
+    finally:
+        model.train(training)
+    score = asr.score(hypotheses, list(clips["sentence"]), scoring.normalize, scoring.zh_convert)
+    return {"wer": score.wer, "cer": score.cer}
+
+
 def fine_tune(
     model: Any,
     processor: Any,
@@ -230,11 +258,18 @@ def fine_tune(
     train_config: TrainConfig,
     output_dir: Path,
     resume: bool,
+    scoring: ValidationScoring | None = None,
 ) -> Any:
-    """Train Whisper (in full or with adapters) on `features["train"]`, validating on `features["validation"]`.
+    """Train Whisper (in full or with adapters) on `features["train"]`, validating on `features["validation"]`:
+    its loss, and with `scoring` the WER and CER of its first `scoring.samples` clips (`eval_wer`, `eval_cer`).
 
     The last step is always evaluated, so the loss curve ends where training ends. Returns the trainer.
     """
+    generated_metrics = None
+    if scoring is not None:
+        validation = features["validation"]
+        clips = validation.select(range(min(scoring.samples or len(validation), len(validation))))
+        generated_metrics = partial(validation_scores, processor=processor, clips=clips, scoring=scoring)
     columns = ["input_features", "labels"]
     trainer = build_trainer(
         model,
@@ -245,6 +280,7 @@ def fine_tune(
         data_collator=SpeechCollator(model.config.decoder_start_token_id),
         processing_class=processor,
         seq2seq=True,
+        generated_metrics=generated_metrics,
         # PEFT + a custom collator: keep the columns the collator reads and name the label column.
         remove_unused_columns=False,
         label_names=["labels"],

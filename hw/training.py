@@ -5,7 +5,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+from transformers.integrations import TensorBoardCallback
 
 from hw import runs
 from hw.config import TrainConfig
 from hw.interrupts import StopWhenInterrupted, stop_if_interrupted
 from hw.record import TRAINER_STATE_FILE
+from hw.trackers import RunDirTensorBoard
 from hw.weight_checks import torn_file
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ def precision_flags(precision: str) -> dict[str, bool]:
         else:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+# Metrics a smaller value of which is better: losses and error rates.
+LOWER_IS_BETTER = ("loss", "wer", "cer")
 
 
 def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = False, **extra: Any):
@@ -52,6 +58,12 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         per_device_eval_batch_size=train.per_device_eval_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         weight_decay=train.weight_decay,
+        optim=train.optim,
+        max_grad_norm=train.max_grad_norm,
+        # transformers 5's name for gradient checkpointing; non-reentrant, as `models.add_lora` asks for k-bit
+        # training: reentrant checkpointing fails under DDP.
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler_type,
         eval_strategy=train.eval_strategy,
@@ -62,12 +74,12 @@ def training_arguments(train: TrainConfig, run_dir: Path, *, seq2seq: bool = Fal
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=best is not None and evaluate,
         metric_for_best_model=best,
-        greater_is_better=None if best is None else not best.endswith("loss"),
+        greater_is_better=None if best is None else not best.endswith(LOWER_IS_BETTER),
         logging_steps=train.logging_steps,
         seed=train.seed,
         data_seed=train.seed,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        report_to="none",
+        report_to=train.report_to,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Processes without CUDA train together over gloo only when accelerate is told they run on CPU.
         use_cpu=runs.world_size() > 1 and not torch.cuda.is_available(),
@@ -87,10 +99,11 @@ def build_trainer(
     processing_class: Any,
     compute_metrics: Any = None,
     seq2seq: bool = False,
+    generated_metrics: Callable[[Any], dict[str, float]] | None = None,
     **extra: Any,
 ) -> Trainer:
     """A Trainer (or Seq2SeqTrainer) wired to the config, with early stopping when configured, that stops with a
-    checkpoint on SIGINT/SIGTERM (`interrupts`)."""
+    checkpoint on SIGINT/SIGTERM (`interrupts`); `generated_metrics` as `HwSeq2SeqTrainer`'s."""
     trainer_class = HwSeq2SeqTrainer if seq2seq else HwTrainer
     callbacks = [StopWhenInterrupted()]
     if train.early_stopping_patience is not None:
@@ -111,7 +124,10 @@ def build_trainer(
         processing_class=processing_class,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        **({"generated_metrics": generated_metrics} if generated_metrics else {}),
     )
+    if trainer.pop_callback(TensorBoardCallback) is not None:  # the one `report_to` added, writing elsewhere
+        trainer.add_callback(RunDirTensorBoard(run_dir / "tb"))
     # transformers 5 hands `num_items_in_batch` to every model whose forward takes **kwargs, and then neither
     # divides the loss by the accumulation steps nor lets DDP's averaging stand (it multiplies by the number of
     # processes). Only causal-LM losses use that count; classification, QA and Whisper average their own, so
@@ -155,7 +171,23 @@ class HwTrainer(_ReadableSaves, _HwSampling, Trainer):
 
 
 class HwSeq2SeqTrainer(_ReadableSaves, _HwSampling, Seq2SeqTrainer):
-    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves."""
+    """`Seq2SeqTrainer` with `hw`'s samplers and readable saves; each evaluation adds `generated_metrics(model)`
+    (`eval_wer`, …), so they are logged, kept in the log history and can pick the best checkpoint."""
+
+    def __init__(
+        self, *args: Any, generated_metrics: Callable[[Any], dict[str, float]] | None = None, **kwargs
+    ):
+        self.generated_metrics = generated_metrics
+        super().__init__(*args, **kwargs)
+
+    def evaluation_loop(self, *args: Any, metric_key_prefix: str = "eval", **kwargs: Any) -> Any:
+        """The loss loop, then the generated metrics of a validation (`eval`) pass, in the Trainer's precision."""
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.generated_metrics is not None and metric_key_prefix == "eval":
+            with self.autocast_smart_context_manager():
+                scores = self.generated_metrics(self.model)
+            output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
+        return output
 
 
 class LengthGroupedBatches(Sampler[int]):
@@ -323,6 +355,19 @@ def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, floa
             rows.append(row)
             pending = []
     return rows
+
+
+def kept_model_note(state: dict[str, Any], metric: str | None) -> str | None:
+    """The sentence that says which evaluation's model was kept (`load_best_model_at_end`); None without one."""
+    step = state.get("best_global_step")
+    if metric is None or step is None:
+        return None
+    evaluations = sum(f"eval_{metric}" in entry for entry in state["log_history"])
+    last = "the last one" if step == state["global_step"] else f"not the last (step {state['global_step']})"
+    return (
+        f"The model kept is step {step}'s: best validation {metric} ({state['best_metric']:.4f}) of "
+        f"{evaluations} evaluations, {last}."
+    )
 
 
 def mean_logged_loss(log_history: list[dict[str, Any]]) -> float | None:

@@ -205,6 +205,18 @@ def test_an_extra_argument_overrides_the_configs(tmp_path: Path) -> None:
     assert training_arguments(TrainConfig(eval_strategy="no"), tmp_path).save_strategy == "epoch"
 
 
+def test_optimizer_and_checkpointing_keys_reach_the_trainer(tmp_path: Path) -> None:
+    train = TrainConfig(eval_strategy="no", optim="adafactor", max_grad_norm=0.5, gradient_checkpointing=True)
+    arguments = training_arguments(train, tmp_path)
+    assert (arguments.optim, arguments.max_grad_norm) == ("adafactor", 0.5)
+    assert (arguments.activation_checkpointing, arguments.activation_checkpointing_kwargs) == (
+        True,
+        {"use_reentrant": False},
+    )
+    assert training_arguments(TrainConfig(eval_strategy="no"), tmp_path).optim == "adamw_torch_fused"
+    assert TrainConfig(max_grad_norm=-1).problems() == ["max_grad_norm: -1 must be 0 or more"]
+
+
 def test_without_evaluation_checkpoints_come_every_save_steps_or_else_every_epoch(tmp_path: Path) -> None:
     every_40 = training_arguments(TrainConfig(eval_strategy="no", save_steps=40), tmp_path)
     assert (every_40.save_strategy, every_40.save_steps) == ("steps", 40)

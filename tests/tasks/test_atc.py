@@ -54,6 +54,20 @@ def test_fine_tuned_asr_beats_zero_shot(tiny_run) -> None:
 
 
 @pytest.mark.slow
+def test_asr_training_scores_every_evaluation_and_keeps_the_best_wer(tiny_run) -> None:
+    state = json.loads(
+        (tiny_run[0] / "stages" / "asr_train" / "trainer_state.json").read_text(encoding="utf-8")
+    )
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert len(evaluations) == 3 and all({"eval_wer", "eval_cer"} <= set(entry) for entry in evaluations)
+    best = min(evaluations, key=lambda entry: (entry["eval_wer"], entry["step"]))
+    assert state["best_global_step"] == best["step"]
+    metrics = _metrics(tiny_run[0])
+    assert all({"wer", "cer"} <= set(row) for row in metrics["epochs"])
+    assert f"ASR fine-tuning: The model kept is step {best['step']}'s" in " ".join(metrics["notes"])
+
+
+@pytest.mark.slow
 def test_fine_tuned_corrector_lowers_the_wer_of_the_zero_shot_asr(tiny_run) -> None:
     final = _metrics(tiny_run[0])["final"]
     before, after = final["atcosim/zero_shot/none/wer"], final["atcosim/zero_shot/fine_tuned/wer"]

@@ -19,7 +19,7 @@ from hw.record import SAMPLES_FILE, TRAINER_STATE_FILE, RunRecord
 from hw.tasks.atc import asr, correct, score
 from hw.tasks.atc.asr import Clips
 from hw.tasks.atc.config import STAGES, AtcConfig, AtcData, CorrectorConfig
-from hw.training import mean_logged_loss
+from hw.training import kept_model_note, mean_logged_loss
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def stage_inputs(
         inputs["asr_train"] = asr.AsrTrainInput(
             model=cfg.model, train=cfg.train, lora=cfg.lora, language=cfg.asr.language,
             target_text=cfg.asr.target_text, train_clips=train_clips, validation_clips=validation_clips,
+            scoring=_validation_scoring(cfg),
         )  # fmt: skip
         fine_tuned_asr = key(inputs["asr_train"])
     recognizer = asr.Recognizer(
@@ -192,6 +193,14 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
     return asr_checkpoint, sources.resolve_checkpoint(checkpoint, key="corrector.checkpoint")
 
 
+def _validation_scoring(cfg: AtcConfig) -> speech.ValidationScoring | None:
+    """WER and CER of the ASR's validation transcripts at each evaluation, normalized as the final scores."""
+    if cfg.asr.validation_generate_samples == 0:
+        return None
+    decoding = speech.Decoding(cfg.asr.language, "transcribe", cfg.asr.batch_size, cfg.asr.max_new_tokens)
+    return speech.ValidationScoring(decoding, cfg.asr.validation_generate_samples, cfg.eval.normalizer)
+
+
 def _record(
     cfg: AtcConfig,
     run_dir: Path,
@@ -219,6 +228,7 @@ def _record(
         epochs = [{"epoch": None, **headline}]
     state_file = stages_dir / "asr_train" / TRAINER_STATE_FILE
     state = runs.read_json(state_file) if state_file.is_file() and history else None
+    kept = kept_model_note(state, cfg.train.metric_for_best_model) if state else None
     transcripts_dir = stages_dir / "transcribe"
     clips = runs.read_json(transcripts_dir / "clips.json") + history.get("clips", [])
     pairs_file = stages_dir / "pairs" / "pairs.jsonl"
@@ -242,7 +252,8 @@ def _record(
         ],
         notes=[f"Text conventions: normalizer {cfg.eval.normalizer!r} on references and every hypothesis "
                "(lowercase, punctuation and hesitations dropped, ICAO spellings alfa/juliett, numbers in "
-               "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."],
+               "digits: `one three four decimal six` = `134.6`, `three thousand two hundred` = `3200`)."]
+              + ([f"ASR fine-tuning: {kept}"] if kept else []),
         samples=runs.read_jsonl(score_dir / SAMPLES_FILE),
         trainer_state=state,
     )  # fmt: skip

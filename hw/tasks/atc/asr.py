@@ -53,6 +53,8 @@ class AsrTrainInput:
     target_text: str
     train_clips: Clips
     validation_clips: Clips
+    scoring: speech.ValidationScoring | None = None
+    """WER and CER of validation transcripts at each evaluation; None: the loss only."""
 
     @property
     def seed(self) -> int:
@@ -129,7 +131,7 @@ def train_asr(inputs: AsrTrainInput, folder: Path, resume: bool) -> None:
         features[clips.name], row = _features(split, processor, max_label_tokens, clips)
         counts.append(row)
     model = models.whisper(weights, inputs.language, training=True, lora=inputs.lora).model
-    trainer = speech.fine_tune(model, processor, features, inputs.train, folder, resume)
+    trainer = speech.fine_tune(model, processor, features, inputs.train, folder, resume, inputs.scoring)
     trainer.save_model(str(folder / "model"))
     processor.save_pretrained(str(folder / "model"))
     write_trainer_state(trainer, folder)

@@ -90,6 +90,9 @@ class AsrSettings:
     """Clips per `generate` call when transcribing."""
     max_new_tokens: Tokens = 128
     """Tokens generated at most per clip."""
+    validation_generate_samples: int | None = None
+    """Validation clips transcribed at each evaluation of ASR training for `eval_wer` / `eval_cer` (and
+    `train.metric_for_best_model: wer|cer`); None: every one, 0: the loss only."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,14 @@ class AtcConfig:
 
     def problems(self) -> list[str]:
         chosen = self.stages.only or self.stages.start
+        found = []
         if chosen and not self.run.resume:  # without it, a new run would compute every stage anyway
-            return ["stages: --stage/--from-stage belong to an existing run; add --resume [--output-dir RUN]"]
-        return []
+            found.append(
+                "stages: --stage/--from-stage belong to an existing run; add --resume [--output-dir RUN]"
+            )
+        if self.train.metric_for_best_model in ("wer", "cer") and self.asr.validation_generate_samples == 0:
+            found.append(
+                f"train.metric_for_best_model: {self.train.metric_for_best_model} needs validation transcripts; "
+                "set asr.validation_generate_samples above 0 (or null: every validation clip)"
+            )
+        return found

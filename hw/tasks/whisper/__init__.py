@@ -1,4 +1,4 @@
-"""`hw whisper --lang zh|fr`: LoRA fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
+"""`hw whisper`: LoRA or full fine-tuning of Whisper on Common Voice-style speech, scored by WER and CER."""
 
 import importlib.util
 import logging
@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 from hw import manifest, models, runs, sources, speech
 from hw.config import (
@@ -21,7 +23,7 @@ from hw.config import (
 from hw.errors import HwError
 from hw.metrics import asr
 from hw.record import RunRecord
-from hw.training import evaluation_history, parameter_counts, trainer_state
+from hw.training import evaluation_history, kept_model_note, parameter_counts, trainer_state
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,9 @@ class WhisperEval:
     """Tokens generated at most per clip (the course's `generation_max_length`)."""
     samples_seed: int = 0
     """Seed of the order of samples.jsonl, whose first rows the report shows."""
+    validation_generate_samples: int | None = None
+    """Validation clips transcribed at each evaluation during training for `eval_wer` / `eval_cer` (and
+    `train.metric_for_best_model: wer|cer`); None: every one, 0: the loss only."""
     allow_language_mismatch: bool = False
     """Score a `--checkpoint` run trained on another language anyway (the report says so in bold)."""
     backend: str = "transformers"
@@ -106,6 +111,10 @@ class WhisperEval:
                 "backend: 'ctranslate2' needs the ctranslate2 package; install it with pip install 'hw[ct2]' "
                 "or set eval.backend=transformers"
             )
+        if (self.validation_generate_samples or 0) < 0:
+            found.append(
+                f"validation_generate_samples: {self.validation_generate_samples!r} must be 0 or more"
+            )
         return found + [
             f"{key}: {getattr(self, key)!r} must be at least 1"
             for key in ("batch_size", "max_new_tokens")
@@ -121,7 +130,8 @@ class WhisperConfig:
     model: ModelConfig
     data: WhisperData
     train: TrainConfig
-    lora: LoraConfig
+    lora: LoraConfig | None
+    """LoRA adapters on the frozen (quantized) base; null fine-tunes every weight (with `quantization: none`)."""
     language: str
     """Whisper language code of the speech (`zh`, `fr`); set on the tokenizer and the generation config."""
     task: Literal["transcribe", "translate"] = "transcribe"
@@ -145,11 +155,19 @@ class WhisperConfig:
                 "model.trust_remote_code: hw whisper loads transformers' own Whisper classes and runs no "
                 "repository code; remove the setting"
             )
+        best = self.train.metric_for_best_model
+        if best not in (None, "wer", "cer", "loss"):
+            found.append(f"train.metric_for_best_model: {best!r} is not one of wer, cer, loss")
+        if best in ("wer", "cer") and self.eval.validation_generate_samples == 0:
+            found.append(
+                f"train.metric_for_best_model: {best} needs validation transcripts; set "
+                "eval.validation_generate_samples above 0 (or null: every validation clip)"
+            )
         return found
 
 
 def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
-    """Train a LoRA adapter (unless eval-only), transcribe the eval split, and score the transcripts."""
+    """Train a LoRA adapter or the whole model (unless eval-only), transcribe the eval split, and score it."""
     notes = _language_notes(cfg)
     weights = models.resolve(cfg.model, cfg.run.checkpoint)
     processor = models.whisper_processor(weights, cfg.language, cfg.task)
@@ -169,8 +187,9 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
     epochs = evaluation_history(state["log_history"]) if state else []
-    if epochs:  # the last validation row also carries the scores, so the report's table shows them
+    if epochs and "wer" not in epochs[-1]:  # no validation transcripts: the last row shows the test's scores
         epochs[-1].update({key: final[key] for key in ("wer", "cer", "wer_orthographic")})
+    kept = kept_model_note(state, cfg.train.metric_for_best_model) if state else None
     samples = _samples(features["eval"], hypotheses, scores["normalized"])
     # A seeded random order: the report shows the first rows, a fair sample rather than the first clips.
     random.Random(cfg.eval.samples_seed).shuffle(samples)
@@ -183,7 +202,7 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
         data={name: len(split) for name, split in features.items()},
         model=counts,
         tables=_tables(scores, clip_counts),
-        notes=notes,
+        notes=notes + ([kept] if kept else []),
         samples=samples,
         trainer_state=state,
     )
@@ -192,15 +211,21 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
 def _language_notes(cfg: WhisperConfig) -> list[str]:
     """A `--checkpoint` run trained on another language is refused, or scored with a bold warning when allowed."""
     scored = manifest.scored_run(cfg.run.checkpoint)
-    if scored is None or scored["variant"] == cfg.language:
+    if scored is None:
+        return []
+    # The language the run trained on: a variant (`zh-tw-full`) is not one, its config.yaml says which.
+    settings = Path(cfg.run.checkpoint) / "config.yaml"
+    saved = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+    trained = saved.get("language") or scored["variant"]
+    if trained == cfg.language:
         return []
     if not cfg.eval.allow_language_mismatch:
         raise HwError(
-            f"--checkpoint {cfg.run.checkpoint!r} was trained on --lang {scored['variant']}, not {cfg.language}; "
-            f"score it with --lang {scored['variant']}, or add --set eval.allow_language_mismatch=true"
+            f"--checkpoint {cfg.run.checkpoint!r} was trained on --lang {trained}, not {cfg.language}; "
+            f"score it with --lang {trained}, or add --set eval.allow_language_mismatch=true"
         )
     return [
-        f"**Language mismatch: these weights were trained on --lang {scored['variant']} speech and are scored "
+        f"**Language mismatch: these weights were trained on --lang {trained} speech and are scored "
         f"here as {cfg.language}.**"
     ]
 
@@ -265,17 +290,26 @@ def _features(
 def _train(
     cfg: WhisperConfig, weights: models.Weights, processor: Any, features: dict[str, Any], run_dir: Path
 ) -> tuple[models.Weights, dict[str, Any], dict[str, int]]:
-    """Train LoRA adapters on the base model; return the saved adapter, the Trainer's state and parameter counts."""
+    """Train LoRA adapters on the base model (or every weight); return the saved adapter (or model), the Trainer's
+    state and parameter counts."""
     trainee = models.whisper(
         weights, cfg.language, cfg.task, training=True, quantization=cfg.quantization, lora=cfg.lora
     )
     counts = parameter_counts(trainee.model)
     log.info(
-        "LoRA: %s of %s parameters trainable",
+        "%s: %s of %s parameters trainable",
+        "LoRA" if cfg.lora else "full fine-tuning",
         f"{counts['trainable_parameters']:,}",
         f"{counts['total_parameters']:,}",
     )
-    trainer = speech.fine_tune(trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume)
+    scoring = None
+    if cfg.eval.validation_generate_samples != 0:
+        scoring = speech.ValidationScoring(
+            _decoding(cfg), cfg.eval.validation_generate_samples, cfg.eval.normalizer, cfg.eval.zh_convert
+        )
+    trainer = speech.fine_tune(
+        trainee.model, processor, features, cfg.train, run_dir, cfg.run.resume, scoring
+    )
     with runs.main_process_first():  # every process loads the adapter next: not before the main one saved it
         trainer.save_model(str(run_dir / "model"))
     return models.trained_here(weights, run_dir / "model"), trainer_state(trainer), counts
@@ -283,8 +317,12 @@ def _train(
 
 def _transcribe(model: Any, processor: Any, eval_features: Any, cfg: WhisperConfig) -> list[str]:
     """Greedy transcripts of the eval clips, in duration-sorted batches, returned in dataset order."""
-    decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
-    return speech.transcribe_dataset(model, processor, eval_features, decoding)
+    return speech.transcribe_dataset(model, processor, eval_features, _decoding(cfg))
+
+
+def _decoding(cfg: WhisperConfig) -> speech.Decoding:
+    """How transcripts are generated, at each validation and at the end."""
+    return speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
 
 
 def _scores(hypotheses: list[str], references: list[str], evaluation: WhisperEval) -> dict[str, asr.AsrScore]:
