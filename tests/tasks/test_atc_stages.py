@@ -110,7 +110,7 @@ def test_a_setting_recomputes_the_stages_that_read_it_and_every_later_one(cfg) -
         (("train", "learning_rate"), ["asr_train", "transcribe", "correct", "score"]),
         (("train", "precision"), list(atc.STAGES)),  # training, and the ASR's inference
         (("asr", "target_text"), ["asr_train", "transcribe", "correct", "score"]),
-        (("asr", "batch_size"), ["transcribe", "pairs", "corrector_train", "correct", "score"]),
+        (("asr", "batch_size"), list(atc.STAGES)),  # validation transcripts during training, then inference
         (("data", "max_train_samples"), list(atc.STAGES)),
         (("data", "validation_split"), ["asr_train", "transcribe", "correct", "score"]),
         (("data", "max_eval_samples"), ["transcribe", "correct", "score"]),
@@ -119,7 +119,10 @@ def test_a_setting_recomputes_the_stages_that_read_it_and_every_later_one(cfg) -
         (("corrector", "cutoff_len"), ["corrector_train", "correct", "score"]),
         (("corrector", "rag_k"), ["correct", "score"]),
         (("corrector", "base_prompt"), ["correct", "score"]),
-        (("eval", "normalizer"), ["score"]),
+        (
+            ("eval", "normalizer"),
+            ["asr_train", "transcribe", "correct", "score"],
+        ),  # validation WER picks the best
         (("matrix_reference", 0, "source"), ["score"]),
         (("run", "resume"), []),
         (("stages", "start"), []),
