@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw import config, sources, speech
+from hw import config, speech, speech_sources
 from hw.metrics import asr
 from hw.tasks import whisper
 from hw.tiny import assets
@@ -58,7 +58,7 @@ def main() -> None:
         )  # fmt: skip
         base = assets.materialize(cfg.model.name_or_path)
         processor = speech.load_processor(base, "fr")
-        split = sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["train"].select(
+        split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["train"].select(
             range(args.clips)
         )
         ours_set, course_set, rates = _prepare(split, processor, work / "tiny")

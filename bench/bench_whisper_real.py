@@ -74,9 +74,9 @@ def main() -> None:
 
 def _clips(speech: Path, target: Path) -> Path:
     """The test split's clips (path, reference) as `hw whisper` reads them, for every engine."""
-    from hw import sources
+    from hw import speech_sources
 
-    split = sources.load_speech_splits(str(speech))["test"]
+    split = speech_sources.load_speech_splits(str(speech))["test"]
     rows = [
         {"path": clip if isinstance(clip, str) else clip["path"], "sentence": sentence}
         for clip, sentence in zip(split["audio"], split["sentence"], strict=True)

@@ -17,6 +17,7 @@ import soundfile
 import soxr
 import torch
 
+from hw.tiny import commonvoice
 from hw.tiny import whisper as tiny_whisper
 
 
@@ -110,7 +111,7 @@ def main() -> None:
         print(f"base build: {_since(start)} -> {base}", flush=True)
     for language in options.languages:
         start = _clock()
-        tiny_whisper.build_commonvoice(scratch / language, language)
+        commonvoice.build(scratch / language, language)
         print(f"[{language}] Common Voice folder: {_since(start)}", flush=True)
         _adapt(base, scratch / language, language, options)
 

@@ -3,14 +3,13 @@ not, with new LoRA adapters when training, merged for inference; and the sentenc
 
 Every homework goes through one entry point per model family (`classifier`, `question_answering`, `whisper`,
 `causal_lm`). Names are checked first (`resolve`, before any data is read), then whether the weights fit the family
-(`weight_checks`, from configs alone); weights load later. Adapter detection, k-bit preparation, merging, device
-placement, revision and `trust_remote_code` live here and nowhere else.
+(`weight_checks`, from configs alone); weights load later (`hw.ctranslate2` converts what `whisper` loaded).
+Adapter detection, k-bit preparation, merging, device placement, revision and `trust_remote_code` live only here.
 """
 
 import contextlib
 import importlib.util
 import logging
-import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -84,9 +83,7 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
     if resolved and is_adapter(resolved):
         _log_base(model, checkpoint, key)
     if resolved and not is_adapter(resolved) and (Path(resolved) / "tokenizer_config.json").is_file():
-        return Weights(
-            model, None, resolved, checkpoint, key
-        )  # a full model with its tokenizer needs no base
+        return Weights(model, None, resolved, checkpoint, key)  # a full model with its tokenizer: no base
     return Weights(
         model, sources.resolve_model(model.name_or_path, model.revision, key=key), resolved, checkpoint, key
     )
@@ -94,10 +91,8 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
 
 def _log_base(model: ModelConfig, checkpoint: str, key: str) -> None:
     """Say which base an adapter `--checkpoint` is scored on, and why (`config.load` chose its own by default)."""
-    trained_on, source = sources.checkpoint_base(checkpoint, key.removesuffix(".name_or_path")) or (
-        None,
-        None,
-    )
+    named = sources.checkpoint_base(checkpoint, key.removesuffix(".name_or_path"))
+    trained_on, source = named or (None, None)
     if trained_on is not None and trained_on["name_or_path"] == model.name_or_path:
         log.info(
             "base model %s: the one adapter --checkpoint %s was trained on (%s); --set %s=… to score it on another",
@@ -227,45 +222,8 @@ def whisper(
     else:
         sentence = f"full model {origin} ({weights.checkpoint})"
     model = for_inference(model, precision)
-    return Loaded(
-        model, processor, f"{sentence}, {str(next(model.parameters()).dtype).removeprefix('torch.')}"
-    )
-
-
-def whisper_ctranslate2(scored: Loaded, directory: Path, compute_type: str | None = None) -> Loaded:
-    """The scored (merged) Whisper of `whisper` converted to CTranslate2: int8 on a CPU, float16 on CUDA, unless
-    `compute_type` (CTranslate2's: `float32`, `int8`, `float16`, ...) says otherwise.
-
-    Converted once into `directory` with CTranslate2's own `TransformersConverter`, from the merged weights saved
-    beside it; a later call (a resumed run) loads the conversion already there. The model of the result is a
-    `speech.Ctranslate2Whisper`, which `speech.transcribe_features` generates with.
-    """
-    import ctranslate2
-    import torch
-    from ctranslate2.converters import TransformersConverter
-
-    from hw import speech
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    compute_type = compute_type or ("float16" if device == "cuda" else "int8")
-    converted = directory / f"ctranslate2-{compute_type}"
-    with runs.main_process_first():  # the other processes of a distributed run load the main one's conversion
-        if not (converted / "model.bin").is_file():
-            merged = directory / "ctranslate2-source"
-            scored.model.save_pretrained(merged)
-            scored.processor.save_pretrained(merged)
-            log.info("converting the scored model to CTranslate2 (%s) in %s", compute_type, converted)
-            TransformersConverter(str(merged)).convert(str(converted), quantization=compute_type, force=True)
-            shutil.rmtree(merged)
-    # As many threads as torch uses (the cores this process may use), not CTranslate2's default of 4.
-    converted_model = ctranslate2.models.Whisper(
-        str(converted), device=device, compute_type=compute_type, intra_threads=torch.get_num_threads()
-    )
-    return Loaded(
-        speech.Ctranslate2Whisper(converted_model, scored.model.config.max_target_positions),
-        scored.processor,
-        f"{scored.weights}, converted to CTranslate2 {compute_type}",
-    )
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return Loaded(model, processor, f"{sentence}, {dtype}")
 
 
 def causal_lm(weights: Weights, quantization: Quantization, lora: LoraConfig | None = None) -> Loaded:

@@ -9,7 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from hw import card, export, sources
+from hw import card, export, sources, speech_sources
 from hw.errors import HwError
 
 # huggingface_hub's own truth values of HF_HUB_OFFLINE (`constants._is_true`), read when a push starts.
@@ -86,7 +86,7 @@ def _audiofolder(run: dict) -> Path:
     """The run's `data.dataset` when it is a local audiofolder (as `hw whisper-dataset` writes)."""
     dataset = run["training"].get("data", {}).get("dataset", "")
     path = Path(dataset).expanduser()
-    if not (sources.is_local(dataset) and path.is_dir() and sources.metadata_files(path)):
+    if not (sources.is_local(dataset) and path.is_dir() and speech_sources.metadata_files(path)):
         raise HwError(
             f"--with-data: the run's data.dataset {dataset!r} is not a local audiofolder (metadata.csv with "
             "clips, as hw whisper-dataset writes); push only the model, or train on your audiofolder"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hw import card, config, disk, manifest, report, runs
+from hw import card, config, disk, manifest, provenance, report, runs
 from hw.errors import HwError
 from hw.record import RunRecord
 
@@ -59,7 +59,7 @@ def run_homework(
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
         runs.write_yaml(run_dir / "config.yaml", settings)
-        environment = runs.environment(cfg.train.seed, runs.sources_of(settings))
+        environment = provenance.environment(cfg.train.seed, provenance.sources_of(settings))
         runs.write_json(run_dir / "env.json", environment | {"precision": _precision(cfg.train.precision)})
         with logging_to(run_dir / "run.log"):  # from the tiny assets' build on: it may take a minute
             _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)

@@ -1,4 +1,4 @@
-"""Run directories and their artifacts: where a run writes, which process writes, atomic writes, the environment.
+"""Run directories and their artifacts: where a run writes, which process writes, atomic writes.
 
 Under `torchrun` or `accelerate launch` every process runs the same command; the main process (rank 0) alone
 writes artifacts, and the others agree with it on everything that names a file.
@@ -8,15 +8,11 @@ import contextlib
 import errno
 import json
 import os
-import platform
 import secrets
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +24,6 @@ from hw.errors import HwError, Interrupted
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 PARTIAL_SUFFIX = ".partial"  # an atomic write in progress; a file with it was never finished
-_PACKAGES = ("hw", "torch", "transformers", "datasets", "peft", "accelerate", "tokenizers", "bitsandbytes")
 
 
 def world_size() -> int:
@@ -366,52 +361,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     leaves raw inside strings (IMDB reviews hold U+0085).
     """
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-
-
-def environment(seed: int, sources: dict[str, str]) -> dict[str, Any]:
-    """What a reader needs to repeat the run: versions, device, git revision, seed and the data/model ids.
-
-    Deliberately no environment variables: they may hold Hub tokens.
-    """
-    import torch
-
-    versions = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    cuda = torch.cuda.is_available()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)",
-        "world_size": world_size(),
-        "cuda": torch.version.cuda if cuda else None,
-        "git_revision": _git_revision(),
-        "seed": seed,
-        "sources": sources,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-def _git_revision() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None
-
-
-def sources_of(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Every model, dataset, checkpoint and revision named in a config, by dotted key."""
-    found = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            found.update(sources_of(value, f"{prefix}{key}."))
-        elif key in ("name_or_path", "dataset", "checkpoint", "revision") and value is not None:
-            found[f"{prefix}{key}"] = str(value)
-    return found

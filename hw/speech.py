@@ -215,7 +215,7 @@ class Decoding:
 
 @dataclass(frozen=True)
 class Ctranslate2Whisper:
-    """A Whisper converted to CTranslate2 (`hw.models.whisper_ctranslate2`), which keeps no model config."""
+    """A Whisper converted to CTranslate2 (`hw.ctranslate2.whisper`), which keeps no model config."""
 
     whisper: Any
     """The `ctranslate2.models.Whisper`."""

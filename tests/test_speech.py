@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from hw import models, sources, speech
+from hw import ctranslate2, models, speech, speech_sources
 from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.tiny import assets
@@ -107,7 +107,7 @@ def test_commonvoice_folder_loads_train_dev_test_with_clip_paths(tmp_path: Path)
             "test.tsv": [("d.mp3", "élève", 1.0)],
         },
     )
-    splits = sources.load_speech_splits(str(tmp_path / "cv"))
+    splits = speech_sources.load_speech_splits(str(tmp_path / "cv"))
     assert {name: len(split) for name, split in splits.items()} == {"train": 2, "validation": 1, "test": 1}
     assert splits["train"]["sentence"] == [
         'il a dit "oui',
@@ -122,7 +122,7 @@ def test_commonvoice_tsv_without_path_and_sentence_names_them(tmp_path: Path) ->
     with pytest.raises(
         HwError, match=r"train\.tsv lacks column\(s\) path, sentence \(it has: client_id, file, text\)"
     ):
-        sources.load_speech_splits(str(tmp_path / "cv"))
+        speech_sources.load_speech_splits(str(tmp_path / "cv"))
 
 
 def test_commonvoice_parquet_export_reads_one_locale_train_validation_test(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_commonvoice_parquet_export_reads_one_locale_train_validation_test(tmp_p
     write_commonvoice_parquet(tmp_path / "cv", "fr", shards)
     write_commonvoice_parquet(tmp_path / "cv", "zh-CN", {"train": [("你好", _tone(0.5, 16000))] * 4})
 
-    splits = sources.load_speech_splits(str(tmp_path / "cv"), data_dir="fr")
+    splits = speech_sources.load_speech_splits(str(tmp_path / "cv"), data_dir="fr")
 
     # both train shards, and none of other / invalidated / validated, nor another locale
     assert {name: len(split) for name, split in splits.items()} == {"train": 3, "validation": 1, "test": 2}
@@ -145,7 +145,7 @@ def test_commonvoice_parquet_export_reads_one_locale_train_validation_test(tmp_p
 def test_a_missing_data_dir_names_the_key(tmp_path: Path) -> None:
     write_commonvoice_parquet(tmp_path / "cv", "fr", {"test": [("le chat", _tone(0.5, 16000))]})
     with pytest.raises(HwError, match=r"data\.data_dir: 'de' is not a folder of .*; set it to the subfolder"):
-        sources.load_speech_splits(str(tmp_path / "cv"), data_dir="de")
+        speech_sources.load_speech_splits(str(tmp_path / "cv"), data_dir="de")
 
 
 def test_an_unreachable_hub_dataset_says_how_to_download_its_locale(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +153,7 @@ def test_an_unreachable_hub_dataset_says_how_to_download_its_locale(monkeypatch:
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
     with pytest.raises(HwError) as raised:
-        sources.load_speech_splits(
+        speech_sources.load_speech_splits(
             "legacy-datasets/common_voice", None, "refs/convert/parquet", data_dir="fr"
         )
     assert str(raised.value).endswith(
@@ -165,14 +165,14 @@ def test_an_unreachable_hub_dataset_says_how_to_download_its_locale(monkeypatch:
 def test_audiofolder_with_split_subfolders_and_a_comma_in_a_transcript(tmp_path: Path) -> None:
     write_audiofolder(tmp_path / "mine" / "train", [("x_0_10.wav", "你好，世界"), ("x_8_18.wav", "a, b")])
     write_audiofolder(tmp_path / "mine" / "test", [("x_16_20.wav", "再見")])
-    splits = sources.load_speech_splits(str(tmp_path / "mine"))
+    splits = speech_sources.load_speech_splits(str(tmp_path / "mine"))
     assert splits["train"]["sentence"] == ["你好，世界", "a, b"]
     assert splits["test"]["audio"] == [str(tmp_path / "mine" / "test" / "x_16_20.wav")]
 
 
 def test_audiofolder_with_one_metadata_file_is_a_train_split(tmp_path: Path) -> None:
     write_audiofolder(tmp_path / "flat", [("one.wav", "un")])
-    assert list(sources.load_speech_splits(str(tmp_path / "flat"))) == ["train"]
+    assert list(speech_sources.load_speech_splits(str(tmp_path / "flat"))) == ["train"]
 
 
 def test_saved_dataset_with_audio_feature_stays_undecoded(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_saved_dataset_with_audio_feature_stays_undecoded(tmp_path: Path) -> Non
     )
     table = table.cast_column("audio", datasets.Audio(sampling_rate=8000))
     datasets.DatasetDict({"test": table}).save_to_disk(tmp_path / "saved")
-    (split,) = sources.load_speech_splits(str(tmp_path / "saved"), text_column="text").values()
+    (split,) = speech_sources.load_speech_splits(str(tmp_path / "saved"), text_column="text").values()
     assert split.column_names == ["audio", "sentence"] and split[0]["sentence"] == "hé"
     samples = speech.load_clip(split[0]["audio"])
     assert (samples.dtype, len(samples)) == (np.float32, 4000)  # 0.25 s at 16 kHz, from 8 kHz bytes
@@ -271,15 +271,15 @@ def test_ctranslate2_transcripts_equal_transformers_ones(tmp_path: Path, whisper
     transcripts exactly (also when the limit cuts them); int8, the CPU default, differs on a clip or two."""
     pytest.importorskip("ctranslate2")
     loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
-    split = sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
+    split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
     waveforms = [speech.load_clip(clip) for clip in split["audio"]]
-    exact = models.whisper_ctranslate2(loaded, tmp_path, "float32")
+    exact = ctranslate2.whisper(loaded, tmp_path, "float32")
     for limit in (3, 32):
         decoding = speech.Decoding("fr", batch_size=16, max_new_tokens=limit)
         expected = speech.transcribe(loaded.model, loaded.processor, waveforms, decoding)
         assert speech.transcribe(exact.model, exact.processor, waveforms, decoding) == expected
     assert len(expected[0].split()) > 3  # the longer limit lets transcripts run past the shorter one
-    default = models.whisper_ctranslate2(loaded, tmp_path)
+    default = ctranslate2.whisper(loaded, tmp_path)
     assert default.weights.endswith("converted to CTranslate2 int8")
     int8 = speech.transcribe(default.model, default.processor, waveforms, decoding)
     assert sum(a == b for a, b in zip(int8, expected, strict=True)) >= 0.9 * len(expected)

@@ -141,7 +141,7 @@ def building_ahead(names: list[str]) -> Iterator[Path | None]:
 
 def _builders() -> dict[str, Callable[[Path], None]]:
     """The registry of tiny assets, one line each; imports stay lazy so `hw --help` stays fast."""
-    from hw.tiny import atc, causal_lm, classification, qa, whisper
+    from hw.tiny import atc, causal_lm, classification, commonvoice, qa, whisper
 
     return {
         "bert-cased": partial(classification.build_encoder, architecture="bert", cased=True),
@@ -151,8 +151,8 @@ def _builders() -> dict[str, Callable[[Path], None]]:
         "distilbert-qa": qa.build_encoder,
         "squad": qa.build_squad,
         "whisper": whisper.build_model,
-        "commonvoice-zh": partial(whisper.build_commonvoice, language="zh"),
-        "commonvoice-fr": partial(whisper.build_commonvoice, language="fr"),
+        "commonvoice-zh": partial(commonvoice.build, language="zh"),
+        "commonvoice-fr": partial(commonvoice.build, language="fr"),
         "tang-llama": causal_lm.build_model,
         "tang": causal_lm.build_poem_data,
         "atcosim": partial(atc.build_dataset, corpus="atcosim"),

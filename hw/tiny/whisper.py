@@ -1,4 +1,4 @@
-"""The tiny Whisper preset: synthetic tone "speech", a pretrained tiny Whisper and Common Voice-style folders.
+"""The tiny Whisper preset: synthetic tone "speech" and a pretrained tiny Whisper (its data: `tiny.commonvoice`).
 
 Every word (French, English) or character (Chinese) is a "unit" spoken as a two-tone chord on the centres of
 Whisper's mel filters. The tiny base model is pretrained on all units in a studio voice; the homework data are
@@ -6,8 +6,6 @@ spoken in another voice (higher pitch, slower), so the untrained base transcribe
 adapter on `q_proj`/`v_proj` has something real to learn, as it has with Whisper on Common Voice.
 """
 
-import csv
-import hashlib
 import json
 import logging
 import math
@@ -47,21 +45,6 @@ UNITS_PER_SENTENCE = {"zh": (1, 8), "fr": (1, 6), "en": (1, 12)}
 PRETRAINING_SENTENCES = 1000  # per language
 PRETRAINING_EPOCHS = 4  # 750 steps of 16; the loss leaves its plateau near step 350 and settles by 600
 PRETRAINING_LEARNING_RATE = 2e-3  # 1e-3 to 3e-3 all converge in 750 steps; 5e-3 stalls on the plateau
-COMMONVOICE_LOCALES = {"zh": "zh-CN", "fr": "fr"}
-COMMONVOICE_COLUMNS = (
-    "client_id",
-    "path",
-    "sentence",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accent",
-    "locale",
-    "segment",
-)
-COMMONVOICE_SPLIT_SIZES = {"train": 512, "dev": 64, "test": 64}
-COMMONVOICE_SAMPLE_RATE = 48_000  # Common Voice clips are 48 kHz mp3: the loader must resample
 
 
 @dataclass(frozen=True)
@@ -369,36 +352,3 @@ def _pretraining_rows(processor: "WhisperProcessor") -> list[dict]:
         rows += speech_examples(processor, waveforms, texts, language)
     random.Random(0).shuffle(rows)
     return rows
-
-
-def build_commonvoice(directory: Path, language: str, split_sizes: dict[str, int] | None = None) -> None:
-    """Write a Common Voice-style folder spoken in `HOMEWORK_VOICE`: `clips/*.mp3` and one TSV per split.
-
-    Args:
-        directory: the folder to fill (created if missing).
-        language: `zh` (locale zh-CN) or `fr`.
-        split_sizes: clips per split, `COMMONVOICE_SPLIT_SIZES` by default.
-    """
-    import soundfile
-
-    if language not in COMMONVOICE_LOCALES:
-        raise HwError(
-            f"no tiny Common Voice for language {language!r}; available: {', '.join(COMMONVOICE_LOCALES)}; "
-            "pass --lang zh or --lang fr"
-        )
-    locale = COMMONVOICE_LOCALES[language]
-    (directory / "clips").mkdir(parents=True, exist_ok=True)
-    speakers = [hashlib.sha512(f"tiny-speaker-{index}".encode()).hexdigest() for index in range(8)]
-    clip_number = 0
-    for split_seed, (split, size) in enumerate((split_sizes or COMMONVOICE_SPLIT_SIZES).items()):
-        rows = [COMMONVOICE_COLUMNS]
-        for text in sentences(language, size, seed=1000 + split_seed):
-            clip_number += 1
-            name = f"common_voice_{locale}_{clip_number}.mp3"
-            audio = synthesize(text, language, HOMEWORK_VOICE, 10**6 + clip_number, COMMONVOICE_SAMPLE_RATE)
-            soundfile.write(directory / "clips" / name, audio, COMMONVOICE_SAMPLE_RATE, format="MP3")
-            speaker = clip_number % len(speakers)
-            gender = ("male", "female")[speaker % 2]
-            rows.append((speakers[speaker], name, text, 2, 0, "twenties", gender, "", locale, ""))
-        with open(directory / f"{split}.tsv", "w", encoding="utf-8", newline="") as handle:
-            csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)

@@ -237,11 +237,11 @@ def test_packaged_data_is_the_common_voice_parquet_export() -> None:
 def test_the_parquet_export_layout_trains_and_all_lifts_every_cap(tmp_path: Path) -> None:
     """A local copy of the default dataset (`hf download … --include 'fr/*'`) runs with the packaged data keys;
     `--max-train-samples all` / `--max-eval-samples all` read every clip of train, validation and test."""
-    from hw import sources, speech
+    from hw import speech, speech_sources
     from hw.tiny import assets
 
     assets.materialize("tiny:commonvoice-fr")
-    tiny_fr = sources.load_speech_splits("tiny:commonvoice-fr")
+    tiny_fr = speech_sources.load_speech_splits("tiny:commonvoice-fr")
 
     def rows(split: str, count: int) -> list:
         return [

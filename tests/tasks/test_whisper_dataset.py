@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from hw import runs, sources
+from hw import runs, speech_sources
 from hw.cli import app
 from hw.errors import HwError
 from hw.tasks.whisper import dataset as whisper_dataset
@@ -99,7 +99,7 @@ def test_the_log_records_each_medium_and_the_settings(built: tuple[Path, Path, s
 @pytest.mark.slow
 def test_hw_whisper_trains_on_the_result(built: tuple[Path, Path, str], tmp_path: Path) -> None:
     _, out, _ = built
-    splits = sources.load_speech_splits(str(out))
+    splits = speech_sources.load_speech_splits(str(out))
     assert {name: len(split) for name, split in splits.items()} == {"train": 2, "test": 1}
     args = ["whisper", "--lang", "fr", "--tiny", "--set", f"data.dataset={out}", "--set", "train.num_train_epochs=1",
             "--output-dir", str(tmp_path / "run"), "--reports-dir", str(tmp_path / "reports")]  # fmt: skip

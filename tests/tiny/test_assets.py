@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hw import sources, tiny
+from hw import sources, speech_sources, tiny
 from hw.errors import HwError
 from hw.tiny import assets
 from tests.test_runs import mode, umask
@@ -51,7 +51,7 @@ def test_a_source_named_by_an_unbuilt_tiny_asset_says_how_to_build_it(
     with pytest.raises(HwError, match=r"tiny asset 'tiny:whisper' is not built"):
         sources.resolve_model("tiny:whisper")
     with pytest.raises(HwError, match=r"tiny asset 'tiny:commonvoice-fr' is not built"):
-        sources.load_speech_splits("tiny:commonvoice-fr")
+        speech_sources.load_speech_splits("tiny:commonvoice-fr")
 
 
 @pytest.mark.parametrize(("mask", "folder", "file"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])

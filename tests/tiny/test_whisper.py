@@ -10,7 +10,7 @@ import soundfile
 import soxr
 
 from hw.errors import HwError
-from hw.tiny import assets
+from hw.tiny import assets, commonvoice
 from hw.tiny import whisper as tiny_whisper
 
 # 800 byte-level BPE tokens, then <|endoftext|> 800, <|startoftranscript|> 801, the 100 languages of
@@ -81,7 +81,7 @@ def test_a_unit_is_a_chord_on_two_mel_filters(processor, voice, samples):
 
 
 def test_commonvoice_folder_has_the_real_layout(tmp_path):
-    tiny_whisper.build_commonvoice(tmp_path, "fr", {"train": 2, "dev": 1, "test": 1})
+    commonvoice.build(tmp_path, "fr", {"train": 2, "dev": 1, "test": 1})
     columns = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent", "locale"]
     rows = {}
     for split in ("train", "dev", "test"):
@@ -104,7 +104,7 @@ def test_commonvoice_folder_has_the_real_layout(tmp_path):
 
 def test_unknown_languages_are_refused_with_the_choices():
     with pytest.raises(HwError, match=r"no tiny Common Voice for language 'de'; available: zh, fr; pass"):
-        tiny_whisper.build_commonvoice(Path("unused"), "de")
+        commonvoice.build(Path("unused"), "de")
     with pytest.raises(HwError, match=r"no tiny speech for language 'de'; available: zh, fr, en;"):
         tiny_whisper.sentences("de", 1, seed=0)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hw import models, runs, sources, speech
+from hw import models, runs, sources, speech, speech_sources
 from hw.atc_text import normalize, words_to_digits
 from hw.config import LoraConfig, ModelConfig, TrainConfig
 from hw.errors import HwError
@@ -85,7 +85,9 @@ class PairsInput:
 
 def _split(clips: Clips) -> Any:
     """The whole split, with columns `audio` and `sentence` (the `text_column` renamed)."""
-    splits = sources.load_speech_splits(clips.dataset, clips.config_name, clips.revision, clips.text_column)
+    splits = speech_sources.load_speech_splits(
+        clips.dataset, clips.config_name, clips.revision, clips.text_column
+    )
     return sources.require_split(splits, clips.split, clips.dataset, clips.config_key)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
-from hw import manifest, models, runs, sources, speech
+from hw import ctranslate2, manifest, models, runs, sources, speech, speech_sources
 from hw.config import (
     Dataset,
     LoraConfig,
@@ -179,10 +179,8 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
     if weights.checkpoint is None:
         log.info("no --checkpoint: scoring the base model %s as it is", cfg.model.name_or_path)
     scored = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
-    if cfg.eval.backend == "ctranslate2":
-        scored = models.whisper_ctranslate2(
-            scored, run_dir
-        )  # the torch copy is freed: it would only hold memory
+    if cfg.eval.backend == "ctranslate2":  # the torch copy is freed: it would only hold memory
+        scored = ctranslate2.whisper(scored, run_dir)
     hypotheses = _transcribe(scored.model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
@@ -232,7 +230,7 @@ def _language_notes(cfg: WhisperConfig) -> list[str]:
 
 def _load_splits(data: WhisperData, need_train: bool) -> dict[str, Any]:
     """Train, validation and eval splits, shuffled with the course's seed and cut to the configured sizes."""
-    dataset_dict = sources.load_speech_splits(
+    dataset_dict = speech_sources.load_speech_splits(
         data.dataset, data.config_name, data.revision, data.text_column, data.data_dir
     )
     wanted = {}
