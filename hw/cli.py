@@ -24,6 +24,7 @@ from hw.cli_options import (
     TinyOption,
     TrainSamplesOption,
 )
+from hw.cli_predict import predict_app
 from hw.cli_score import score_app
 from hw.cli_share import share_app
 from hw.errors import HwError, user_errors
@@ -316,6 +317,7 @@ def whisper_dataset(
 
 app.add_typer(score_app, name="score")
 app.add_typer(share_app)  # its commands at the top level: hw export, hw push
+app.add_typer(predict_app)  # hw predict
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ IGNORE_INDEX = -100  # labels the loss skips (PyTorch cross-entropy's default ig
 TANG_SYSTEM = (
     "You are a helpful assistant and good at writing Tang poem. 你是一個樂於助人的助手且擅長寫唐詩。"
 )
+# The course's instruction before every first couplet (COURSE.md).
+TANG_INSTRUCTION = "以下是一首唐詩的第一句話，請用你的知識判斷並完成整首詩。"
 LLAMA2_TEMPLATE = "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user}\n[/INST]"
 
 # Text that never belongs to an answer: end-of-turn tokens and chat-template markers of common models.

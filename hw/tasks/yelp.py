@@ -192,15 +192,26 @@ def _samples(split: Any, predicted: list[int], data: YelpData) -> list[dict[str,
     ]
 
 
-@torch.no_grad()
 def _classify(model: Any, tokenizer: Any, cfg: YelpConfig) -> list[str]:
     """Predicted label names of the demo sentences."""
     if not cfg.demo_sentences:
         return []
+    return [label for label, _ in classify(model, tokenizer, cfg.demo_sentences, cfg.data.label_names)]
+
+
+@torch.no_grad()
+def classify(
+    model: Any, tokenizer: Any, sentences: list[str], label_names: list[str]
+) -> list[tuple[str, float]]:
+    """The likeliest label name of each sentence and its softmax probability (the model is put in eval mode)."""
     model.eval()
-    inputs = tokenizer(list(cfg.demo_sentences), padding=True, truncation=True, return_tensors="pt")
-    logits = model(**inputs.to(model.device)).logits
-    return [cfg.data.label_names[index] for index in logits.argmax(dim=-1).tolist()]
+    inputs = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
+    probabilities = model(**inputs.to(model.device)).logits.float().softmax(dim=-1)
+    best = probabilities.max(dim=-1)
+    return [
+        (label_names[index], score)
+        for index, score in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+    ]
 
 
 def _demo_table(before: list[str], after: list[str], cfg: YelpConfig) -> list[dict[str, Any]]:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hw.generation import TANG_FORMAT, PromptFormat, build_prompt, tokenize_example
+from hw.generation import TANG_FORMAT, TANG_INSTRUCTION, PromptFormat, build_prompt, tokenize_example
 
-INSTRUCTION = "以下是一首唐詩的第一句話，請用你的知識判斷並完成整首詩。"
+INSTRUCTION = TANG_INSTRUCTION  # the synthetic poems ask what the course's ask
 POOL = "山水風雲月花江天雪松竹梅鶴雁舟橋城樓門柳煙霜露星河海草木石泉林鷺鳥魚龍馬春秋夜溪"
 # σ: pool[i] -> pool[(i + 17) mod 40], one cycle through the whole pool (17 is prime to 40), so a
 # continuation of up to 6 × 7 = 42 characters repeats at most two

@@ -161,7 +161,7 @@ def run(cfg: TangConfig, run_dir: Path) -> RunRecord:
         None if cfg.run.eval_only else cfg.lora,
     )
     tokenizer, model, weights = loaded.processor, loaded.model, loaded.weights
-    prompt_format = PromptFormat(template=None) if cfg.prompt.chat_template else TANG_FORMAT
+    prompt_format = tang_format(cfg)
     _warn_unknown_characters(tokenizer, poems, cfg.model.name_or_path)
     prompts = [build_prompt(tokenizer, prompt_format, record)[0] for record in poems.test]
     generate = partial(_generate, model, tokenizer, prompts, poems, cfg)
@@ -190,6 +190,20 @@ def run(cfg: TangConfig, run_dir: Path) -> RunRecord:
         samples=tuned.samples,
         trainer_state=state,
     )
+
+
+def tang_format(cfg: TangConfig) -> PromptFormat:
+    """The prompt format of a run: the course's Llama-2 template, or the tokenizer's chat template."""
+    return PromptFormat(template=None) if cfg.prompt.chat_template else TANG_FORMAT
+
+
+def generation_arguments(decoding: Decoding) -> dict[str, Any]:
+    """The `generate` arguments of one decoding setting."""
+    arguments = {key: getattr(decoding, key) for key in ("do_sample", "num_beams", "no_repeat_ngram_size")}
+    arguments["max_new_tokens"] = decoding.max_new_tokens
+    if decoding.do_sample:  # greedy and beam search ignore these (and transformers warns about them)
+        arguments.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k)
+    return arguments
 
 
 def _warn_unknown_characters(tokenizer: Any, poems: Poems, model_name: str) -> None:
@@ -265,11 +279,7 @@ def _generate(
 ) -> Generated:
     """Generate every test poem with one decoding setting, extract the answers and score them."""
     set_seed(cfg.train.seed)  # every pass samples from the same seed, so settings compare fairly
-    arguments = {key: getattr(decoding, key) for key in ("do_sample", "num_beams", "no_repeat_ngram_size")}
-    arguments["max_new_tokens"] = decoding.max_new_tokens
-    if decoding.do_sample:  # greedy and beam search ignore these (and transformers warns about them)
-        arguments.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k)
-    raw = generate_batch(model, tokenizer, prompts, arguments, cfg.eval.batch_size)
+    raw = generate_batch(model, tokenizer, prompts, generation_arguments(decoding), cfg.eval.batch_size)
     couplets = [record["input"] for record in poems.test]
     predictions = [
         extract_answer(text, echoes=[couplet]) for text, couplet in zip(raw, couplets, strict=True)

@@ -1,0 +1,220 @@
+"""`hw predict`: a finished run's model on the user's own input, with the run's settings; the run is only read.
+
+Each homework's model loads through `hw.models` as its task loads it for scoring, and answers through the task's
+own inference code: yelp's `classify`, qa's windows and post-processing, `speech.transcribe_long`, tang's
+prompts and decoding.
+"""
+
+import importlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hw import config, export, models, runner
+from hw.errors import HwError
+
+log = logging.getLogger(__name__)
+
+HOMEWORKS = ("yelp", "qa", "whisper", "tang")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked: inputs (sentences, first lines or media files), qa's questions and context, options.
+
+    Attributes:
+        inputs: the command line's inputs, then the lines of `--file` (yelp, tang).
+        questions: qa: the questions asked about `context`.
+        context: qa: the paragraph the answers are taken from.
+        timestamps: whisper: also give each chunk's start and end.
+        decoding: tang: `generation.*` settings that override the run's (`{"temperature": 0.7}`).
+    """
+
+    inputs: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    context: str | None = None
+    timestamps: bool = False
+    decoding: dict[str, Any] = field(default_factory=dict)
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, stripped.
+
+    Raises:
+        HwError: the file is missing or unreadable.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise HwError(f"cannot read --file {str(path)!r} ({error}); give a UTF-8 text file") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def predict(run_dir: Path, request: Request) -> list[dict[str, Any]]:
+    """One result per input (per question for qa), in input order.
+
+    Raises:
+        HwError: no finished run with a model there, a homework `hw predict` does not cover, or inputs that do
+            not fit the run's homework; all before any weights load.
+    """
+    run, folder = export.saved_model(run_dir)
+    homework = run["homework"]
+    if homework not in HOMEWORKS:
+        raise HwError(
+            f"run {str(run_dir)!r} is a hw {homework} run; hw predict covers {', '.join(HOMEWORKS)} runs"
+        )
+    _check(homework, request)
+    cfg = _run_config(run_dir, run, request.decoding)
+    runner.build_tiny_assets(config.to_dict(cfg))  # a tiny base whose cache is gone is built again
+    weights = models.resolve(cfg.model, str(folder))
+    answer = {"yelp": _yelp, "qa": _qa, "whisper": _whisper, "tang": _tang}[homework]
+    return answer(weights, cfg, request)
+
+
+def _check(homework: str, request: Request) -> None:
+    """Inputs that fit the homework, and media files that exist, before anything loads."""
+    decoding = [f"--{key.replace('_', '-')}" for key in request.decoding]
+    asks = {
+        "inputs": bool(request.inputs),
+        "--question": bool(request.questions),
+        "--context": request.context is not None,
+        "--timestamps": request.timestamps,
+        **dict.fromkeys(decoding, True),
+    }
+    takes = {
+        "yelp": ("inputs",),
+        "qa": ("--question", "--context"),
+        "whisper": ("inputs", "--timestamps"),
+        "tang": ("inputs", *decoding),
+    }[homework]
+    what = {
+        "yelp": "sentences to classify (arguments or --file, one per line)",
+        "qa": "--question (repeatable) and --context TEXT (or --file with the paragraph)",
+        "whisper": "audio or video files to transcribe (--timestamps for their chunks' times)",
+        "tang": "first lines of poems to continue (arguments or --file), and decoding flags",
+    }[homework]
+    extra = [name for name, given in asks.items() if given and name not in takes]
+    if extra:
+        shown = "arguments or --file" if extra[0] == "inputs" else extra[0]
+        raise HwError(f"a hw {homework} run does not take {shown}; it takes {what}")
+    needed = [name for name in takes if name in ("inputs", "--question", "--context") and not asks[name]]
+    if needed:
+        raise HwError(f"nothing to predict: a hw {homework} run takes {what}")
+    if homework == "whisper":
+        missing = [path for path in request.inputs if not Path(path).is_file()]
+        if missing:
+            raise HwError(f"media file not found: {missing[0]}; give audio or video files")
+
+
+def _run_config(run_dir: Path, run: dict[str, Any], decoding: dict[str, Any]) -> Any:
+    """The run's own config (its config.yaml over its packaged variant), with `decoding` over `generation`."""
+    from hw.cli import HOMEWORKS as COMMANDS
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise HwError(f"run {str(run_dir)!r} has no config.yaml; give a run written by hw {run['homework']}")
+    homework = run["homework"]
+    schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), COMMANDS[homework][2])
+    overrides = [f"generation.{key}={json.dumps(value)}" for key, value in decoding.items()]
+    return config.load(
+        schema, homework, run["variant"], config_file=saved, overrides=overrides, run={"tiny": run["tiny"]}
+    )
+
+
+def _yelp(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
+    from hw.tasks.yelp import classify
+
+    loaded = models.classifier(weights, cfg.data.label_names)
+    loaded.processor.truncation_side = cfg.data.truncation_side
+    model = models.for_inference(loaded.model, cfg.train.precision)
+    labels = classify(model, loaded.processor, request.inputs, cfg.data.label_names)
+    return [
+        {"input": text, "label": label, "score": score}
+        for text, (label, score) in zip(request.inputs, labels, strict=True)
+    ]
+
+
+def _qa(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
+    """Answers as `hw qa` picks them: the context in overlapping windows, the best span over all windows; its
+    score is the softmax probability among the n-best spans."""
+    import datasets
+    import torch
+
+    from hw.tasks.qa import to_features
+    from hw.tasks.qa.postprocess import postprocess_qa_predictions
+
+    loaded = models.question_answering(weights, cfg.train.seed)
+    tokenizer, model = loaded.processor, models.for_inference(loaded.model, cfg.train.precision)
+    rows = [
+        {"id": str(index), "question": question, "context": request.context, "answers": {"text": [], "answer_start": []}}
+        for index, question in enumerate(request.questions)
+    ]  # fmt: skip
+    text = datasets.Value("string")
+    answers = {"text": datasets.List(text), "answer_start": datasets.List(datasets.Value("int32"))}
+    columns = datasets.Features({"id": text, "question": text, "context": text, "answers": answers})
+    examples = datasets.Dataset.from_list(rows, features=columns)
+    features = to_features(examples, tokenizer, cfg.data)
+    names = [name for name in tokenizer.model_input_names if name in features.column_names]
+    starts, ends = [], []
+    size = cfg.train.per_device_eval_batch_size
+    for first in range(0, len(features), size):
+        batch = features.select_columns(names)[first : first + size]
+        inputs = tokenizer.pad(batch, return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            output = model(**inputs)
+        starts += list(output.start_logits.float().cpu().numpy())
+        ends += list(output.end_logits.float().cpu().numpy())
+    found = postprocess_qa_predictions(
+        rows,
+        features.select_columns(["example_id", "offset_mapping"]).to_list(),
+        starts,
+        ends,
+        n_best_size=cfg.data.n_best_size,
+        max_answer_length=cfg.data.max_answer_length,
+        squad_v2=cfg.data.squad_v2,
+        null_score_threshold=cfg.data.null_score_threshold,
+    )
+    results = []
+    for row in rows:
+        answer = found.predictions[row["id"]]
+        best = next((entry for entry in found.nbest[row["id"]] if entry["text"] == answer), None)
+        score = best["probability"] if best else 0.0
+        results.append({"question": row["question"], "answer": answer, "score": score})
+    return results
+
+
+def _whisper(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
+    from hw import audio, speech
+
+    loaded = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
+    decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+    results = []
+    for path in request.inputs:
+        samples = audio.extract_audio(path)
+        transcript = speech.transcribe_long(
+            loaded.model, loaded.processor, samples, decoding, request.timestamps
+        )
+        results.append({"input": path, "seconds": round(len(samples) / audio.TARGET_RATE, 3), **transcript})
+    return results
+
+
+def _tang(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
+    """Continuations as `hw tang` generates its test poems: the course's instruction and prompt, the run's seed."""
+    from transformers import set_seed
+
+    from hw.generation import TANG_INSTRUCTION, build_prompt, extract_answer, generate_batch
+    from hw.tasks.tang import generation_arguments, tang_format
+
+    loaded = models.causal_lm(weights, cfg.quantization)
+    tokenizer = loaded.processor
+    records = [{"instruction": TANG_INSTRUCTION, "input": line} for line in request.inputs]
+    prompts = [build_prompt(tokenizer, tang_format(cfg), record)[0] for record in records]
+    set_seed(cfg.train.seed)
+    arguments = generation_arguments(cfg.generation)
+    raw = generate_batch(loaded.model, tokenizer, prompts, arguments, cfg.eval.batch_size)
+    return [
+        {"input": line, "prediction": extract_answer(text, echoes=[line]), "raw_output": text}
+        for line, text in zip(request.inputs, raw, strict=True)
+    ]
