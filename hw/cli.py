@@ -267,7 +267,7 @@ def doctor(
     epilog="Example: hw whisper-dataset talk.mp4 lecture.m4a --out data/mine --opencc s2twp",
 )
 def whisper_dataset(
-    media: Annotated[list[Path], typer.Argument(help="Video or audio files (mp4, mkv, m4a, wav, mp3…).")],
+    media: Annotated[list[str], typer.Argument(help="Video or audio files, or URLs of videos or playlists.")],
     out: Annotated[
         Path, typer.Option("--out", help="Audiofolder to create or extend (train/, test/, log.jsonl).")
     ],

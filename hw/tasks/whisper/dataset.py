@@ -17,7 +17,7 @@ from hw import audio, models, runs, speech
 from hw.config import ModelConfig
 from hw.errors import HwError
 from hw.metrics import asr
-from hw.tasks.whisper import safeguards
+from hw.tasks.whisper import download, safeguards
 from hw.tiny import assets
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,27 @@ class DatasetOptions:
     """Hub revision of the model."""
 
 
-def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, int]:
-    """Cut, label and file every medium not yet in `out/log.jsonl`; a medium that fails is logged and skipped.
+def build(inputs: list[str | Path], out: Path, options: DatasetOptions) -> dict[str, int]:
+    """Cut, label and file every medium not yet in `out/log.jsonl`, files or URLs (downloaded once, with yt-dlp);
+    a medium or URL that fails is logged and skipped.
 
     Windows whose label still fails Whisper's safeguards after the temperature fallback are left out and counted.
 
     Returns:
         Counts: `processed`, `already_done`, `failed`, `segments`, `train`, `test`, `rejected`.
     """
+    urls = [str(item) for item in inputs if download.is_url(str(item))]
+    media = [Path(item) for item in inputs if not download.is_url(str(item))]
     check(media, options)
+    fetched, downloads = (
+        download.fetch(urls, out / LOG_NAME, download.downloads_folder(out)) if urls else ([], [])
+    )
+    for entry in downloads:
+        _append_log(out / LOG_NAME, {**entry, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+    failed_urls = [entry["error"] for entry in downloads if entry["status"] == "failed"]
+    media += fetched
+    if failed_urls and not media:
+        raise HwError(f"none of the {len(failed_urls)} URLs could be downloaded (first: {failed_urls[0]})")
     done = _done(out / LOG_NAME)
     _check_settings(media, out, done, options)
     pending = [path for path in media if _key(path) not in done]
@@ -80,7 +92,7 @@ def build(media: list[Path], out: Path, options: DatasetOptions) -> dict[str, in
     counts = {
         "processed": 0,
         "already_done": len(media) - len(pending),
-        "failed": 0,
+        "failed": len(failed_urls),
         "segments": 0,
         "train": 0,
         "test": 0,
