@@ -1,7 +1,7 @@
 """`hw predict`: a finished run's model on the user's own input, with the run's settings; the run is only read.
 
 Each homework's model loads through `hw.models` as its task loads it for scoring, and answers through the task's
-own inference code: yelp's `classify`, qa's windows and post-processing, `speech.transcribe_long`, tang's
+own inference code: yelp's `classify`, qa's windows and post-processing, `speech_long.transcribe_long`, tang's
 prompts and decoding.
 """
 
@@ -186,14 +186,14 @@ def _qa(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, A
 
 
 def _whisper(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
-    from hw import audio, speech
+    from hw import audio, speech, speech_long
 
     loaded = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
     decoding = speech.Decoding(cfg.language, cfg.task, cfg.eval.batch_size, cfg.eval.max_new_tokens)
     results = []
     for path in request.inputs:
         samples = audio.extract_audio(path)
-        transcript = speech.transcribe_long(
+        transcript = speech_long.transcribe_long(
             loaded.model, loaded.processor, samples, decoding, request.timestamps
         )
         results.append({"input": path, "seconds": round(len(samples) / audio.TARGET_RATE, 3), **transcript})
