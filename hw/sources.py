@@ -139,7 +139,7 @@ def resolve_checkpoint(path: str, key: str = "--checkpoint") -> str:
             raise _unreachable("checkpoint", path, key, error) from None
     if not candidate.is_dir():
         raise HwError(
-            f"{key} {path!r} does not exist; give a saved model, adapter or run directory, or a Hub id"
+            f"{key} {path!r} does not exist; give a saved model, adapter or run directory, or a Hub id ORG/NAME"
         )
     if (candidate / "model").is_dir():
         candidate = candidate / "model"

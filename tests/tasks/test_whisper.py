@@ -303,7 +303,9 @@ def test_tsv_without_path_and_sentence_is_one_line(tmp_path: Path, monkeypatch: 
 def test_missing_checkpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     line = one_line_error(["whisper", "--lang", "zh", "--tiny", "--eval-only", "--checkpoint", "no/such/run"])
-    assert line == "--checkpoint 'no/such/run' does not exist; give a saved model, adapter or run directory"
+    assert line == (
+        "--checkpoint 'no/such/run' does not exist; give a saved model, adapter or run directory, or a Hub id ORG/NAME"
+    )
 
 
 def test_score_asr_prints_one_json_object(tmp_path: Path) -> None:
