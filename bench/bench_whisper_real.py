@@ -66,7 +66,7 @@ def main() -> None:
             rows = {engine: _spawn(engine, args, clips, work / f"round{number}") for engine in ENGINES}
             rounds.append({"round": number, "load_average_1min": load, "engines": rows})
             print(json.dumps({"round": number, "load": load, **{k: v["utt_per_s"] for k, v in rows.items()}}))
-    results = _summary(rounds, json.loads(clips.read_text(encoding="utf-8")))
+        results = _summary(rounds, json.loads(clips.read_text(encoding="utf-8")))  # before the clips go
     _print(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "whisper_real.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
