@@ -19,7 +19,8 @@ Temperature, TopP, TopK, MaxNewTokens, NumBeams, DoSample = (
 EXAMPLES = (
     "hw predict runs/yelp/yelp-<time> 'It was good.'   |   hw predict runs/qa/qa-<time> --question 'Who?' "
     "--context 'Ann wrote it.'   |   hw predict runs/whisper/zh-<time> talk.mp4 --timestamps   |   "
-    "hw predict runs/tang/tang-<time> 床前明月光， --temperature 0.7"
+    "hw predict runs/tang/tang-<time> 床前明月光， --temperature 0.7   |   "
+    "hw predict runs/atc/atc-<time> tower.wav --text 'lufthansa five three one eight contact zurich'"
 )
 
 
@@ -28,16 +29,20 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory (runs/<homework>/<run>).")],
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="Sentences (yelp), first lines (tang) or audio/video files (whisper)."),
+        typer.Argument(help="Sentences (yelp), first lines (tang) or audio/video files (whisper, atc)."),
     ] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", help="Text file: one input per line; for qa, the context.")
+        Path | None,
+        typer.Option("--file", help="Text file: one input (atc: transcript) per line; for qa, the context."),
     ] = None,
     questions: Annotated[
         list[str] | None, typer.Option("--question", help="qa: a question about the context (repeatable).")
     ] = None,
     context: Annotated[
         str | None, typer.Option("--context", help="qa: the paragraph to answer from.")
+    ] = None,
+    texts: Annotated[
+        list[str] | None, typer.Option("--text", help="atc: a transcript to correct (repeatable).")
     ] = None,
     timestamps: Annotated[
         bool, typer.Option("--timestamps", help="whisper: also print each chunk's start and end.")
@@ -50,7 +55,8 @@ def predict(
     do_sample: DoSample = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
-    """Try a finished run's model on your own input: classify, answer, transcribe or continue, as the run would."""
+    """Try a finished run's model on your own input: classify, answer, transcribe, continue or correct, as the run
+    would."""
     with user_errors():
         from hw import predict as predictor
 
@@ -58,6 +64,8 @@ def predict(
             inputs=list(inputs or []),
             questions=list(questions or []),
             context=context,
+            texts=list(texts or []),
+            file=file,
             timestamps=timestamps,
             decoding={
                 key: value
@@ -72,10 +80,6 @@ def predict(
                 if value is not None
             },
         )
-        if file is not None:
-            lines = predictor.read_lines(file)
-            with_file = {"context": "\n".join(lines)} if questions else {"inputs": request.inputs + lines}
-            request = predictor.Request(**{**vars(request), **with_file})
         results = predictor.predict(run_dir, request)
     for result in results:
         typer.echo(json.dumps(result, ensure_ascii=False) if as_json else _text(result))
@@ -87,7 +91,10 @@ def _text(result: dict[str, Any]) -> str:
         return f"{result['label']}\t{result['score']:.3f}\t{result['input']}"
     if "answer" in result:  # qa
         return f"{result['question']}\t{result['answer'] or '(no answer)'}\t{result['score']:.3f}"
-    if "text" in result:  # whisper
+    if "corrected" in result:  # atc: the transcript (of audio), then each corrector's
+        lines = [f"{result['input']}: {result['text']}" if "text" in result else result["input"]]
+        return "\n".join(lines + [f"  {name}: {text}" for name, text in result["corrected"].items()])
+    if "text" in result:  # whisper, and atc without a corrector
         lines = [f"{result['input']}: {result['text']}"]
         lines += [
             f"  [{_seconds(chunk['timestamp'][0])} → {_seconds(chunk['timestamp'][1])}] {chunk['text']}"

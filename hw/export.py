@@ -15,11 +15,11 @@ from hw.errors import HwError
 log = logging.getLogger(__name__)
 
 
-def saved_model(run_dir: Path) -> tuple[dict[str, Any], Path]:
-    """The manifest of a finished run and the model folder it saved.
+def finished_run(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a finished run.
 
     Raises:
-        HwError: no run there, an unfinished run, or a run that saved no model (an eval-only run, `hw atc`).
+        HwError: no run there, or an unfinished run.
     """
     run = manifest.read(run_dir) if run_dir.is_dir() else None
     if run is None:
@@ -28,6 +28,16 @@ def saved_model(run_dir: Path) -> tuple[dict[str, Any], Path]:
         raise HwError(
             f"run {str(run_dir)!r} is {run['status']}; finish it first (hw {run['homework']} --resume)"
         )
+    return run
+
+
+def saved_model(run_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The manifest of a finished run and the model folder it saved.
+
+    Raises:
+        HwError: no finished run there (`finished_run`), or a run that saved no model (an eval-only run, `hw atc`).
+    """
+    run = finished_run(run_dir)
     folder = run_dir / "model"
     if not folder.is_dir():
         raise HwError(

@@ -2,9 +2,10 @@
 
 Each homework's model loads through `hw.models` as its task loads it for scoring, and answers through the task's
 own inference code: yelp's `classify`, qa's windows and post-processing, `speech_long.transcribe_long`, tang's
-prompts and decoding.
+prompts and decoding, atc's ASR and the prompts of its `correct` stage.
 """
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -12,22 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw import config, export, models, runner
+from hw import config, config_layers, export, models, runner
 from hw.errors import HwError
 
 log = logging.getLogger(__name__)
 
-HOMEWORKS = ("yelp", "qa", "whisper", "tang")
+HOMEWORKS = ("yelp", "qa", "whisper", "tang", "atc")
 
 
 @dataclass(frozen=True)
 class Request:
-    """What the user asked: inputs (sentences, first lines or media files), qa's questions and context, options.
+    """What the user asked: inputs (sentences, first lines or media files), qa's questions and context, atc's
+    transcripts, options.
 
     Attributes:
-        inputs: the command line's inputs, then the lines of `--file` (yelp, tang).
+        inputs: the command line's inputs (then, for yelp and tang, the lines of `file`).
         questions: qa: the questions asked about `context`.
-        context: qa: the paragraph the answers are taken from.
+        context: qa: the paragraph the answers are taken from (or `file`'s lines).
+        texts: atc: transcripts to correct (then `file`'s lines).
+        file: a UTF-8 text file of inputs, one per line; qa: the context.
         timestamps: whisper: also give each chunk's start and end.
         decoding: tang: `generation.*` settings that override the run's (`{"temperature": 0.7}`).
     """
@@ -35,6 +39,8 @@ class Request:
     inputs: list[str] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     context: str | None = None
+    texts: list[str] = field(default_factory=list)
+    file: Path | None = None
     timestamps: bool = False
     decoding: dict[str, Any] = field(default_factory=dict)
 
@@ -59,18 +65,35 @@ def predict(run_dir: Path, request: Request) -> list[dict[str, Any]]:
         HwError: no finished run with a model there, a homework `hw predict` does not cover, or inputs that do
             not fit the run's homework; all before any weights load.
     """
-    run, folder = export.saved_model(run_dir)
+    run = export.finished_run(run_dir)
     homework = run["homework"]
     if homework not in HOMEWORKS:
         raise HwError(
             f"run {str(run_dir)!r} is a hw {homework} run; hw predict covers {', '.join(HOMEWORKS)} runs"
         )
+    request = _with_file(homework, request)
     _check(homework, request)
+    folder = None if homework == "atc" else export.saved_model(run_dir)[1]  # atc's models are in its stages
     cfg = _run_config(run_dir, run, request.decoding)
     runner.build_tiny_assets(config.to_dict(cfg))  # a tiny base whose cache is gone is built again
+    if homework == "atc":
+        return _atc(run_dir, cfg, request)
     weights = models.resolve(cfg.model, str(folder))
     answer = {"yelp": _yelp, "qa": _qa, "whisper": _whisper, "tang": _tang}[homework]
     return answer(weights, cfg, request)
+
+
+def _with_file(homework: str, request: Request) -> Request:
+    """`request` with the lines of its file where the homework takes them: qa's context, atc's transcripts, or
+    the inputs."""
+    if request.file is None:
+        return request
+    lines = read_lines(request.file)
+    if homework == "qa":
+        return dataclasses.replace(request, context="\n".join(lines))
+    if homework == "atc":
+        return dataclasses.replace(request, texts=request.texts + lines)
+    return dataclasses.replace(request, inputs=request.inputs + lines)
 
 
 def _check(homework: str, request: Request) -> None:
@@ -80,6 +103,7 @@ def _check(homework: str, request: Request) -> None:
         "inputs": bool(request.inputs),
         "--question": bool(request.questions),
         "--context": request.context is not None,
+        "--text": bool(request.texts),
         "--timestamps": request.timestamps,
         **dict.fromkeys(decoding, True),
     }
@@ -88,21 +112,23 @@ def _check(homework: str, request: Request) -> None:
         "qa": ("--question", "--context"),
         "whisper": ("inputs", "--timestamps"),
         "tang": ("inputs", *decoding),
+        "atc": ("inputs", "--text"),
     }[homework]
     what = {
         "yelp": "sentences to classify (arguments or --file, one per line)",
         "qa": "--question (repeatable) and --context TEXT (or --file with the paragraph)",
         "whisper": "audio or video files to transcribe (--timestamps for their chunks' times)",
         "tang": "first lines of poems to continue (arguments or --file), and decoding flags",
+        "atc": "audio files to transcribe (and correct), or transcripts to correct (--text, or --file)",
     }[homework]
     extra = [name for name, given in asks.items() if given and name not in takes]
     if extra:
         shown = "arguments or --file" if extra[0] == "inputs" else extra[0]
         raise HwError(f"a hw {homework} run does not take {shown}; it takes {what}")
-    needed = [name for name in takes if name in ("inputs", "--question", "--context") and not asks[name]]
-    if needed:
+    given = [asks[name] for name in takes if name in ("inputs", "--question", "--context", "--text")]
+    if not (all(given) if homework == "qa" else any(given)):  # qa needs both; atc either
         raise HwError(f"nothing to predict: a hw {homework} run takes {what}")
-    if homework == "whisper":
+    if homework in ("whisper", "atc"):
         missing = [path for path in request.inputs if not Path(path).is_file()]
         if missing:
             raise HwError(f"media file not found: {missing[0]}; give audio or video files")
@@ -118,9 +144,9 @@ def _run_config(run_dir: Path, run: dict[str, Any], decoding: dict[str, Any]) ->
     homework = run["homework"]
     schema = getattr(importlib.import_module(f"hw.tasks.{homework}"), COMMANDS[homework][2])
     overrides = [f"generation.{key}={json.dumps(value)}" for key, value in decoding.items()]
-    return config.load(
-        schema, homework, run["variant"], config_file=saved, overrides=overrides, run={"tiny": run["tiny"]}
-    )
+    # The run's own flags (--eval-only, --checkpoint, --resume, --label), which its saved `run:` block repeats.
+    options = config_layers.read_yaml(saved).get("run") or {"tiny": run["tiny"]}
+    return config.load(schema, homework, run["variant"], config_file=saved, overrides=overrides, run=options)
 
 
 def _yelp(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, Any]]:
@@ -218,3 +244,46 @@ def _tang(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str,
         {"input": line, "prediction": extract_answer(text, echoes=[line]), "raw_output": text}
         for line, text in zip(request.inputs, raw, strict=True)
     ]
+
+
+def _atc(run_dir: Path, cfg: Any, request: Request) -> list[dict[str, Any]]:
+    """Audio transcribed by the run's fine-tuned ASR (the base, or --checkpoint, for an eval-only run), then
+    every transcript corrected by each of the run's correctors as its `correct` stage corrects."""
+    from hw import audio, runs, speech_long
+    from hw.tasks import atc
+    from hw.tasks.atc import asr, correct
+
+    if request.texts and cfg.corrector is None:
+        raise HwError(
+            f"run {str(run_dir)!r} has no corrector (corrector: null); give audio files to transcribe"
+        )
+    asr_checkpoint, corrector_checkpoint = atc.checkpoints(cfg)
+    inputs = atc.stage_inputs(cfg, asr_checkpoint, corrector_checkpoint)
+    stages_dir = run_dir / "stages"
+    trained = {
+        name: str(stages_dir / name / "model") for name in ("asr_train", "corrector_train") if name in inputs
+    }
+    results: list[dict[str, Any]] = []
+    if request.inputs:
+        recognizer = inputs["transcribe"].recognizer
+        loaded = asr.load_asr(recognizer, trained.get("asr_train", asr_checkpoint))
+        for path in request.inputs:
+            samples = audio.extract_audio(path)
+            transcript = speech_long.transcribe_long(
+                loaded.model, loaded.processor, samples, recognizer.decoding
+            )
+            results.append(
+                {"input": path, "seconds": round(len(samples) / audio.TARGET_RATE, 3), **transcript}
+            )
+        del loaded  # the corrector's turn on the accelerator
+    results += [{"input": text} for text in request.texts]
+    if cfg.corrector is None:
+        return results
+    pairs = runs.read_jsonl(stages_dir / "pairs" / "pairs.jsonl") if cfg.corrector.rag_k else None
+    hypotheses = [result.get("text", result["input"]) for result in results]
+    checkpoint = trained.get("corrector_train", corrector_checkpoint)
+    corrected = correct.corrections(inputs["correct"], hypotheses, pairs, checkpoint)
+    for index, (result, hypothesis) in enumerate(zip(results, hypotheses, strict=True)):
+        # As the correct stage scores them: the hypothesis itself where no answer could be extracted.
+        result["corrected"] = {name: outputs[index][1] or hypothesis for name, outputs in corrected.items()}
+    return results

@@ -68,6 +68,40 @@ def whisper_run(root: Path) -> Path:
     return _run(root, "whisper", "--lang", "fr", "--max-train-samples", "16", "--max-eval-samples", "4")
 
 
+@pytest.fixture(scope="module")
+def atc_run(root: Path) -> Path:
+    """A tiny hw atc run, smaller than the preset: both fine-tunings, RAG, 8 clips per evaluation set."""
+    sizes = ["data.max_train_samples=64", "data.max_validation_samples=8", "asr.validation_generate_samples=4",
+             "data.max_eval_samples=8", "train.max_steps=16", "train.eval_steps=8",
+             "corrector.train.num_train_epochs=1"]  # fmt: skip
+    return _run(root, "atc", *(option for size in sizes for option in ("--set", size)))
+
+
+def _atc_corrections(run_dir: Path, row: dict, system: str) -> dict[str, str]:
+    """The answers the run's `correct` stage gave for one clip's transcript by the ASR `system`, per corrector."""
+    return {
+        correction["corrector"]: correction["answer"]
+        for correction in runs.read_jsonl(run_dir / "stages" / "correct" / "corrections.jsonl")
+        if (correction["set"], correction["index"], correction["asr"]) == (row["set"], row["index"], system)
+    }
+
+
+def _atc_clip(row: dict, folder: Path) -> Path:
+    """The audio of a transcript row of a tiny atc run, as a wav file in `folder`."""
+    import datasets
+
+    from hw import tiny
+
+    [clip] = [
+        example["audio"]
+        for example in datasets.load_from_disk(tiny.resolve(f"tiny:{row['set']}"))["test"]
+        if example["audio"]["path"] == row["audio_id"]
+    ]
+    wav = folder / row["audio_id"]
+    wav.write_bytes(clip["bytes"])
+    return wav
+
+
 @pytest.mark.slow
 def test_yelp_classifies_as_the_run_scored_and_reads_a_file(yelp_run: Path, tmp_path: Path) -> None:
     before = _snapshot(yelp_run)
@@ -160,4 +194,59 @@ def test_bad_input_is_one_line(yelp_run: Path, tmp_path: Path) -> None:
     (unfinished / "run.json").write_text(json.dumps(manifest))
     assert one_line_error(["predict", str(unfinished), "hi"]).startswith(
         f"run {str(unfinished)!r} is running"
+    )
+
+
+@pytest.mark.slow
+def test_atc_transcribes_and_corrects_audio_as_the_run_did(atc_run: Path, tmp_path: Path) -> None:
+    before = _snapshot(atc_run)
+    row = runs.read_jsonl(atc_run / "stages" / "transcribe" / "transcripts.jsonl")[0]
+    wav = _atc_clip(row, tmp_path)
+    [result] = _json_lines([str(atc_run), str(wav)])
+    assert result["text"] == row["fine_tuned"]  # the run's fine-tuned ASR, not the base
+    corrected = _atc_corrections(atc_run, row, "fine_tuned")
+    assert set(corrected) == {"base", "rag", "fine_tuned"}
+    assert result["corrected"] == corrected
+    assert _predict([str(atc_run), str(wav)]).splitlines()[-4:] == [
+        f"{wav}: {row['fine_tuned']}",
+        *(f"  {name}: {text}" for name, text in corrected.items()),
+    ]
+    assert _snapshot(atc_run) == before  # the run is only read
+
+
+@pytest.mark.slow
+def test_atc_corrects_given_transcripts_as_the_run_did(atc_run: Path, tmp_path: Path) -> None:
+    before = _snapshot(atc_run)
+    transcripts = runs.read_jsonl(atc_run / "stages" / "transcribe" / "transcripts.jsonl")
+    # Two that a text file keeps as they are (its lines are stripped, empty ones dropped).
+    kept = [row for row in transcripts if row["zero_shot"] and row["zero_shot"].strip() == row["zero_shot"]]
+    rows = kept[:2]
+    lines = tmp_path / "transcripts.txt"
+    lines.write_text(rows[1]["zero_shot"] + "\n", encoding="utf-8")
+    results = _json_lines([str(atc_run), "--text", rows[0]["zero_shot"], "--file", str(lines)])
+    assert [result["input"] for result in results] == [row["zero_shot"] for row in rows]
+    assert [result["corrected"] for result in results] == [
+        _atc_corrections(atc_run, row, "zero_shot") for row in rows
+    ]
+    assert "text" not in results[0]  # nothing was transcribed
+    assert one_line_error(["predict", str(atc_run)]).startswith("nothing to predict: a hw atc run takes")
+    assert one_line_error(["predict", str(atc_run), "--text", "x", "--timestamps"]).startswith(
+        "a hw atc run does not take --timestamps"
+    )
+    assert one_line_error(["predict", str(atc_run), str(tmp_path / "none.wav")]).startswith(
+        "media file not found"
+    )
+    assert _snapshot(atc_run) == before
+
+
+@pytest.mark.slow
+def test_atc_eval_only_run_without_corrector_transcribes_with_the_base(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    invoke(["atc", "--tiny", "--eval-only", "--set", "corrector=null", "--set", "data.max_eval_samples=4",
+            "--output-dir", str(run_dir), "--reports-dir", str(tmp_path / "reports")])  # fmt: skip
+    row = runs.read_jsonl(run_dir / "stages" / "transcribe" / "transcripts.jsonl")[0]
+    [result] = _json_lines([str(run_dir), str(_atc_clip(row, tmp_path))])
+    assert result["text"] == row["zero_shot"] and "corrected" not in result
+    assert one_line_error(["predict", str(run_dir), "--text", "x"]).startswith(
+        f"run {str(run_dir)!r} has no corrector (corrector: null)"
     )

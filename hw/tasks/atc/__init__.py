@@ -187,7 +187,13 @@ def _preflight(cfg: AtcConfig) -> tuple[str | None, str | None]:
         weight_checks.require_family(corrector_base, "causal_lm")
     training = [] if cfg.run.eval_only else _training_clips(cfg.data)
     asr.check_data([*training, *_eval_clips(cfg.data)])
+    return checkpoints(cfg)
+
+
+def checkpoints(cfg: AtcConfig) -> tuple[str | None, str | None]:
+    """The ASR's --checkpoint and the corrector's `corrector.checkpoint`, resolved (None where not given)."""
     asr_checkpoint = cfg.run.checkpoint and sources.resolve_checkpoint(cfg.run.checkpoint)
+    checkpoint = cfg.corrector and cfg.corrector.checkpoint
     if not checkpoint:
         return asr_checkpoint, None
     return asr_checkpoint, sources.resolve_checkpoint(checkpoint, key="corrector.checkpoint")

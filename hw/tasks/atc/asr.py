@@ -41,6 +41,11 @@ class Recognizer:
     max_new_tokens: int
     precision: str
 
+    @property
+    def decoding(self) -> speech.Decoding:
+        """Greedy transcription in the ASR's language, in batches of `batch_size`."""
+        return speech.Decoding(self.language, "transcribe", self.batch_size, self.max_new_tokens)
+
 
 @dataclass(frozen=True)
 class AsrTrainInput:
@@ -142,7 +147,7 @@ def train_asr(inputs: AsrTrainInput, folder: Path, resume: bool) -> None:
     drop_checkpoints(folder)
 
 
-def _load_asr(recognizer: Recognizer, fine_tuned: str | None) -> models.Loaded:
+def load_asr(recognizer: Recognizer, fine_tuned: str | None) -> models.Loaded:
     """The inference model: the base (`fine_tuned` None), or the model or adapter the asr_train stage saved."""
     weights = models.resolve(recognizer.model)
     if fine_tuned:
@@ -152,10 +157,7 @@ def _load_asr(recognizer: Recognizer, fine_tuned: str | None) -> models.Loaded:
 
 def _transcripts(model: Any, processor: Any, features: Any, recognizer: Recognizer) -> list[str]:
     """Greedy transcripts in duration-sorted batches, in dataset order."""
-    decoding = speech.Decoding(
-        recognizer.language, "transcribe", recognizer.batch_size, recognizer.max_new_tokens
-    )
-    return speech.transcribe_dataset(model, processor, features, decoding)
+    return speech.transcribe_dataset(model, processor, features, recognizer.decoding)
 
 
 def transcribe_eval_sets(inputs: TranscribeInput, fine_tuned: str | None, folder: Path) -> None:
@@ -163,7 +165,7 @@ def transcribe_eval_sets(inputs: TranscribeInput, fine_tuned: str | None, folder
     zero-shot and fine-tuned transcripts (`fine_tuned`: the model directory that `inputs.fine_tuned` names)."""
     assert (fine_tuned is None) == (inputs.fine_tuned is None), "a fine-tuned model exactly when keyed by one"
     recognizer = inputs.recognizer
-    zero_shot = _load_asr(recognizer, None)
+    zero_shot = load_asr(recognizer, None)
     processor, model = zero_shot.processor, zero_shot.model
     max_label_tokens = models.max_label_tokens(models.resolve(recognizer.model))
     rows, counts = [], []
@@ -174,7 +176,7 @@ def transcribe_eval_sets(inputs: TranscribeInput, fine_tuned: str | None, folder
     systems = {"zero_shot": model}
     transcripts: dict[str, dict[str, list[str]]] = {}
     for system in ASR_SYSTEMS if fine_tuned else ASR_SYSTEMS[:1]:
-        model = systems.get(system) or _load_asr(recognizer, fine_tuned).model
+        model = systems.get(system) or load_asr(recognizer, fine_tuned).model
         transcripts[system] = {
             name: _transcripts(model, processor, split, recognizer) for name, split in features.items()
         }
@@ -196,7 +198,7 @@ def transcribe_eval_sets(inputs: TranscribeInput, fine_tuned: str | None, folder
 
 def transcribe_pairs(inputs: PairsInput, folder: Path) -> None:
     """`pairs.jsonl`: the training split transcribed zero-shot, each with its reference (the corrector's data)."""
-    zero_shot = _load_asr(inputs.recognizer, None)
+    zero_shot = load_asr(inputs.recognizer, None)
     processor, model = zero_shot.processor, zero_shot.model
     max_label_tokens = models.max_label_tokens(models.resolve(inputs.recognizer.model))
     features, _ = _features(_subset(inputs.clips), processor, max_label_tokens, inputs.clips)

@@ -174,6 +174,42 @@ def _rag_prompts(hypotheses: list[str], pairs: list[dict], k: int) -> list[str]:
     return prompts
 
 
+def corrections(
+    corrector: CorrectInput, hypotheses: list[str], pairs: list[dict] | None, checkpoint: str | None
+) -> dict[str, list[tuple[str, str]]]:
+    """Each hypothesis corrected by every corrector `corrector` names, as the `correct` stage prompts them.
+
+    Args:
+        pairs: the training pairs the retrieval-augmented prompt draws examples from (None without RAG).
+        checkpoint: the fine-tuned corrector's directory, or None.
+
+    Returns:
+        Per corrector (`base`, `rag`, `fine_tuned`), each hypothesis's raw generation and extracted answer (empty
+        when nothing could be extracted).
+    """
+    prompts = {"base": [corrector.base_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]}
+    if corrector.rag_k:
+        assert pairs is not None, "RAG draws its examples from the training pairs"
+        prompts["rag"] = _rag_prompts(hypotheses, pairs, corrector.rag_k)
+    settings = {"max_new_tokens": corrector.max_new_tokens, "do_sample": False}
+    tokenizer, model = load_corrector(corrector.model, corrector.quantization)
+    raw = {
+        name: generate_batch(model, tokenizer, texts, settings, corrector.batch_size)
+        for name, texts in prompts.items()
+    }
+    if checkpoint is not None:
+        tokenizer, model = load_corrector(corrector.model, corrector.quantization, adapter=checkpoint)
+        fine_tuned = [corrector.fine_tuned_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]
+        raw["fine_tuned"] = generate_batch(model, tokenizer, fine_tuned, settings, corrector.batch_size)
+    return {
+        name: [
+            (text, extract_answer(text, stop_markers=ATC_STOP_MARKERS, role_prefixes=ATC_ROLE_PREFIXES))
+            for text in outputs
+        ]
+        for name, outputs in raw.items()
+    }
+
+
 def correct(
     corrector: CorrectInput,
     transcripts_dir: Path,
@@ -197,28 +233,18 @@ def correct(
     systems = [system for system in ASR_SYSTEMS if system in transcripts[0]]
     cells = [(row, system) for system in systems for row in transcripts]
     hypotheses = [row[system] for row, system in cells]
-    prompts = {"base": [corrector.base_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]}
+    pairs = None
     if corrector.rag_k:
         assert pairs_dir is not None and corrector.pairs is not None, (
             "the pairs stage runs whenever RAG is on"
         )
-        prompts["rag"] = _rag_prompts(hypotheses, runs.read_jsonl(pairs_dir / "pairs.jsonl"), corrector.rag_k)
-    settings = {"max_new_tokens": corrector.max_new_tokens, "do_sample": False}
-    tokenizer, model = load_corrector(corrector.model, corrector.quantization)
-    raw = {
-        name: generate_batch(model, tokenizer, texts, settings, corrector.batch_size)
-        for name, texts in prompts.items()
-    }
-    if checkpoint is not None:
-        tokenizer, model = load_corrector(corrector.model, corrector.quantization, adapter=checkpoint)
-        fine_tuned = [corrector.fine_tuned_prompt.format(hypothesis=hypothesis) for hypothesis in hypotheses]
-        raw["fine_tuned"] = generate_batch(model, tokenizer, fine_tuned, settings, corrector.batch_size)
+        pairs = runs.read_jsonl(pairs_dir / "pairs.jsonl")
+    corrected = corrections(corrector, hypotheses, pairs, checkpoint)
     rows = []
-    for name, outputs in raw.items():
-        for (row, system), hypothesis, text in zip(cells, hypotheses, outputs, strict=True):
-            answer = extract_answer(text, stop_markers=ATC_STOP_MARKERS, role_prefixes=ATC_ROLE_PREFIXES)
+    for name, outputs in corrected.items():
+        for (row, system), hypothesis, (text, answer) in zip(cells, hypotheses, outputs, strict=True):
             rows.append({"set": row["set"], "index": row["index"], "audio_id": row["audio_id"], "asr": system,
                          "corrector": name, "raw": text, "answer": answer or hypothesis,
                          "fallback": not answer})  # fmt: skip
     runs.write_jsonl(folder / "corrections.jsonl", rows)
-    log.info("corrected %d hypotheses with %s", len(hypotheses), ", ".join(raw))
+    log.info("corrected %d hypotheses with %s", len(hypotheses), ", ".join(corrected))
