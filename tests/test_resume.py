@@ -230,7 +230,7 @@ def _all_whole(*roots: Path) -> None:
     """Every file under `roots` is whole: no unfinished atomic write, every JSON (line) parses, every weight and
     torch file is as long as its header or zip directory says, every figure ends, every fragment has its end."""
     for root in roots:
-        for path in [root, *root.rglob("*")]:
+        for path in root.rglob("*"):  # none when the run stopped before it made `root`
             if path.is_dir():
                 assert weight_checks.torn_file(path, (".safetensors", ".pt", ".pth", ".bin")) is None, path
                 continue
