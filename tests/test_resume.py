@@ -1,9 +1,11 @@
 """Resume after a crash: a run killed (SIGKILL) after its first checkpoint, or stopped by SIGTERM in the middle of
-an epoch, ends, with --resume, as if never killed."""
+an epoch, ends, with --resume, as if never killed; SIGTERM at a random moment of any homework leaves every file
+whole and a command that finishes the run."""
 
 import io
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -12,12 +14,14 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
+from hw import manifest, report, weight_checks
 from hw.training import last_complete_checkpoint, mean_logged_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,6 +206,96 @@ def test_a_run_resumed_from_its_last_checkpoint_reports_the_training_loss_of_eve
     resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())["final"]
     assert resumed["training_loss"] > 0
     assert resumed == pytest.approx(json.loads((whole / "metrics.json").read_text())["final"], rel=1e-6)
+
+
+def _started(arguments: list[str], cwd: Path, run_dir: Path) -> subprocess.Popen:
+    """Start `hw ARGUMENTS`; return it once it wrote `run_dir`'s run.json (its signal handlers are set by then)."""
+    process = subprocess.Popen(
+        _command(arguments),
+        cwd=cwd,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (run_dir / "run.json").exists():
+        assert process.poll() is None, process.communicate()[1][-4000:]
+        assert time.monotonic() < deadline, "no run.json after 240 s"
+        time.sleep(0.01)
+    return process
+
+
+def _all_whole(*roots: Path) -> None:
+    """Every file under `roots` is whole: no unfinished atomic write, every JSON (line) parses, every weight and
+    torch file is as long as its header or zip directory says, every figure ends, every fragment has its end."""
+    for root in roots:
+        for path in root.rglob("*"):  # none when the run stopped before it made `root`
+            if path.is_dir():
+                assert weight_checks.torn_file(path, (".safetensors", ".pt", ".pth", ".bin")) is None, path
+                continue
+            text = path.read_bytes()
+            assert not path.name.endswith(".partial"), path  # a stage's `.partial/` folder is its checkpoints
+            if path.suffix == ".json":
+                json.loads(text)
+            elif path.suffix == ".jsonl":
+                for line in text.splitlines():
+                    json.loads(line)
+            elif path.suffix == ".png":
+                assert text.endswith(b"IEND\xaeB`\x82"), path
+            elif path.suffix == ".md" and "fragments" in path.parts:
+                assert text.decode("utf-8").rstrip("\n").endswith(report.END), path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "arguments",
+    [["qa", "--tiny"], ["whisper", "--lang", "fr", "--tiny"], ["tang", "--tiny"], ["atc", "--tiny"]],
+    ids=lambda arguments: arguments[0],
+)
+def test_sigterm_at_a_random_moment_leaves_every_file_whole_and_a_command_that_finishes_the_run(
+    arguments: list[str], tmp_path: Path
+) -> None:
+    """The moment is drawn (seeded) from the time an uninterrupted run took once its run.json was written, so it
+    falls in data preparation, training, evaluation or the report: wherever it falls, the run ends in one line
+    and its files are whole."""
+    homework = arguments[0]
+    whole = [*arguments, "--output-dir", "whole", "--reports-dir", "reports-whole"]
+    process = _started(whole, tmp_path, tmp_path / "whole")
+    began = time.monotonic()
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-4000:]
+    # Less the time it took to build the tiny assets, which the killed run finds built.
+    log = (tmp_path / "whole" / "run.log").read_text(encoding="utf-8")
+    duration = time.monotonic() - began - sum(map(int, re.findall(r" built \S+ in (\d+) s$", log, re.M)))
+    moment = random.Random(f"sigterm {homework}").uniform(0, duration)
+
+    killed = tmp_path / "killed"
+    run = [*arguments, "--output-dir", "killed", "--reports-dir", "reports-killed"]
+    process = _started(run, tmp_path, killed)
+    time.sleep(moment)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    last = stderr.rstrip().splitlines()[-1] if stderr.strip() else ""
+    print(f"{homework}: SIGTERM {moment:.1f} s after run.json; exit {process.returncode}; {last}")
+    _all_whole(killed, tmp_path / "reports-killed")
+    status = manifest.status(killed)
+    if process.returncode != 143:
+        # The run was faster this time and finished first; after its last write, the usual SIGTERM death.
+        assert process.returncode in (0, -signal.SIGTERM) and status == "finished", stderr[-4000:]
+        warnings.warn(
+            f"{homework}: the run finished before SIGTERM at {moment:.1f} s reached it", stacklevel=1
+        )
+        return
+    assert "Traceback" not in stderr and status != "finished", stderr[-4000:]
+    assert [line for line in stderr.splitlines() if line.startswith("hw: interrupted")] == [last], stderr
+    if "; continue with: hw " in last:
+        _run(shlex.split(last.partition("; continue with: hw ")[2]), tmp_path)
+    else:  # stopped outside training: nothing saved to continue from, the run starts again in its directory
+        assert last == "hw: interrupted (SIGTERM); nothing was left half-written: run the command again", last
+        _run([*run, "--resume"], tmp_path)
+    assert manifest.status(killed) == "finished"
+    _all_whole(killed, tmp_path / "reports-killed")
 
 
 def test_the_mean_logged_loss_weighs_each_logged_loss_by_its_steps() -> None:
