@@ -36,7 +36,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def quick(session: nox.Session) -> None:
-    """The fast tier for your own loop (about 90 s on 2 cores): the suite without `slow` tests."""
+    """The fast tier for your own loop (about 2 minutes on 2 cores): the suite without `slow` tests."""
     _offline_tests(session, "not slow and not gpu and not real")
 
 
