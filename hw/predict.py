@@ -168,8 +168,7 @@ def _qa(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, A
     import datasets
     import torch
 
-    from hw.tasks.qa import to_features
-    from hw.tasks.qa.postprocess import postprocess_qa_predictions
+    from hw.tasks.qa import answers, to_features
 
     loaded = models.question_answering(weights, cfg.train.seed)
     tokenizer, model = loaded.processor, models.for_inference(loaded.model, cfg.train.precision)
@@ -178,8 +177,8 @@ def _qa(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, A
         for index, question in enumerate(request.questions)
     ]  # fmt: skip
     text = datasets.Value("string")
-    answers = {"text": datasets.List(text), "answer_start": datasets.List(datasets.Value("int32"))}
-    columns = datasets.Features({"id": text, "question": text, "context": text, "answers": answers})
+    spans = {"text": datasets.List(text), "answer_start": datasets.List(datasets.Value("int32"))}
+    columns = datasets.Features({"id": text, "question": text, "context": text, "answers": spans})
     examples = datasets.Dataset.from_list(rows, features=columns)
     features = to_features(examples, tokenizer, cfg.data)
     names = [name for name in tokenizer.model_input_names if name in features.column_names]
@@ -192,16 +191,8 @@ def _qa(weights: models.Weights, cfg: Any, request: Request) -> list[dict[str, A
             output = model(**inputs)
         starts += list(output.start_logits.float().cpu().numpy())
         ends += list(output.end_logits.float().cpu().numpy())
-    found = postprocess_qa_predictions(
-        rows,
-        features.select_columns(["example_id", "offset_mapping"]).to_list(),
-        starts,
-        ends,
-        n_best_size=cfg.data.n_best_size,
-        max_answer_length=cfg.data.max_answer_length,
-        squad_v2=cfg.data.squad_v2,
-        null_score_threshold=cfg.data.null_score_threshold,
-    )
+    windows = features.select_columns(["example_id", "offset_mapping"]).to_list()
+    found = answers(rows, windows, starts, ends, cfg.data)
     results = []
     for row in rows:
         answer = found.predictions[row["id"]]

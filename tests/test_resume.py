@@ -42,12 +42,9 @@ def _run(arguments: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-def _signal_after_checkpoint(
-    arguments: list[str], cwd: Path, checkpoints: Path, signum: int, name: str | None = None
-) -> tuple[str, subprocess.CompletedProcess]:
-    """Start a run, send it `signum` as soon as a checkpoint (the one called `name`, or any) is complete;
-    return that checkpoint's name and the ended process (its stderr captured)."""
-    process = subprocess.Popen(
+def _popen(arguments: list[str], cwd: Path) -> subprocess.Popen:
+    """Start `hw ARGUMENTS` in `cwd`, its stderr captured (the interrupted line is read from it)."""
+    return subprocess.Popen(
         _command(arguments),
         cwd=cwd,
         env=_environment(),
@@ -55,6 +52,14 @@ def _signal_after_checkpoint(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _signal_after_checkpoint(
+    arguments: list[str], cwd: Path, checkpoints: Path, signum: int, name: str | None = None
+) -> tuple[str, subprocess.CompletedProcess]:
+    """Start a run, send it `signum` as soon as a checkpoint (the one called `name`, or any) is complete;
+    return that checkpoint's name and the ended process (its stderr captured)."""
+    process = _popen(arguments, cwd)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -210,14 +215,7 @@ def test_a_run_resumed_from_its_last_checkpoint_reports_the_training_loss_of_eve
 
 def _started(arguments: list[str], cwd: Path, run_dir: Path) -> subprocess.Popen:
     """Start `hw ARGUMENTS`; return it once it wrote `run_dir`'s run.json (its signal handlers are set by then)."""
-    process = subprocess.Popen(
-        _command(arguments),
-        cwd=cwd,
-        env=_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _popen(arguments, cwd)
     deadline = time.monotonic() + 240
     while not (run_dir / "run.json").exists():
         assert process.poll() is None, process.communicate()[1][-4000:]

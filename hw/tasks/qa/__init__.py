@@ -216,18 +216,26 @@ class SquadScorer:
 
     def __call__(self, evaluation: Any) -> dict[str, float]:
         start_logits, end_logits = evaluation.predictions
-        self.latest = postprocess_qa_predictions(
-            self.examples,
-            self.features,
-            start_logits,
-            end_logits,
-            n_best_size=self.data.n_best_size,
-            max_answer_length=self.data.max_answer_length,
-            squad_v2=self.data.squad_v2,
-            null_score_threshold=self.data.null_score_threshold,
-        )
+        self.latest = answers(self.examples, self.features, start_logits, end_logits, self.data)
         result = score(self.truths, self.latest.predictions, squad_v2=self.data.squad_v2)
         return {"exact_match": result.exact_match, "f1": result.f1}
+
+
+def answers(
+    examples: list[dict], features: list[dict], starts: Any, ends: Any, data: QAData
+) -> QAPredictions:
+    """Answers from the windows' start/end logits under this homework's settings (n-best size, answer length,
+    SQuAD v2 and its null threshold): what scoring and `hw predict` both read."""
+    return postprocess_qa_predictions(
+        examples,
+        features,
+        starts,
+        ends,
+        n_best_size=data.n_best_size,
+        max_answer_length=data.max_answer_length,
+        squad_v2=data.squad_v2,
+        null_score_threshold=data.null_score_threshold,
+    )
 
 
 def _write_answers(run_dir: Path, answers: QAPredictions) -> None:
