@@ -4,10 +4,12 @@ transformers pipeline, on the same speech clips and cores, rounds interleaved (A
 Engines, each in its own process, model loading (and `hw`'s one-off CTranslate2 conversion) not timed, audio
 decoding and log-mel features timed (each engine computes its own):
 - `faster-whisper int8`: `WhisperModel.transcribe` clip by clip (its own venv: `--fw-python`), greedy, language
-  given, no timestamps, no VAD, no conditioning on previous text;
+  given, no timestamps, no VAD, no conditioning on previous text; CTranslate2 picks its instruction set itself;
+- `faster-whisper int8 AVX-512`: the same with `CT2_FORCE_CPU_ISA=AVX512`, as `hw` sets it on such CPUs;
 - `pipeline`: transformers' `pipeline("automatic-speech-recognition", batch_size=16)`, float32, greedy;
 - `hw transformers`: `hw whisper --eval-only` as it ships (float32; the reference decoder);
-- `hw ctranslate2`: `hw whisper --eval-only --set eval.backend=ctranslate2` (int8 on CPU).
+- `hw ctranslate2`: `hw whisper --eval-only --set eval.backend=ctranslate2` (float32 on a CPU, the default);
+- `hw ctranslate2 int8`: the same with `--set eval.compute_type=int8`.
 All generate at most 128 tokens. `hw` runs in process through `run_homework` with an empty features cache; its
 time is features (`speech.cached_features`) plus transcription (`whisper._transcribe`). Where `hw`'s time goes is
 measured after the round: the encoder alone on the same features, the rest being decoder steps.
@@ -27,7 +29,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 REAL = Path(os.environ.get("HW_REAL_HOME", Path.home() / ".cache" / "hw-real"))
-ENGINES = ("faster-whisper int8", "pipeline", "hw transformers", "hw ctranslate2")
+ENGINES = ("faster-whisper int8", "faster-whisper int8 AVX-512", "pipeline", "hw transformers", "hw ctranslate2", "hw ctranslate2 int8")  # fmt: skip
 MAX_NEW_TOKENS = 128
 
 
@@ -89,7 +91,10 @@ def _spawn(engine: str, args, clips: Path, work: Path) -> dict:
     python = args.fw_python if engine.startswith("faster") else sys.executable
     command = [str(python), __file__, "--engine", engine, "--clips", str(clips), "--work", str(work / engine.replace(" ", "-")),
                "--model", str(args.model), "--speech", str(args.speech), "--fw-model", str(args.fw_model)]  # fmt: skip
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {key: value for key, value in os.environ.items() if key != "CT2_FORCE_CPU_ISA"}
+    env |= {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    if engine.endswith("AVX-512"):
+        env["CT2_FORCE_CPU_ISA"] = "AVX512"
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
@@ -100,11 +105,12 @@ def _engine(args) -> dict:
     """One engine over all clips, in this process: seconds, transcripts, and for `hw` where the time went."""
     rows = json.loads(args.clips.read_text(encoding="utf-8"))
     paths = [row["path"] for row in rows]
-    if args.engine == "faster-whisper int8":
+    if args.engine.startswith("faster-whisper"):
         return _faster_whisper(args.fw_model, paths)
     if args.engine == "pipeline":
         return _pipeline(args.model, paths)
-    return _hw(args.model, args.speech, args.work, args.engine.removeprefix("hw "), paths)
+    backend, _, compute_type = args.engine.removeprefix("hw ").partition(" ")
+    return _hw(args.model, args.speech, args.work, backend, compute_type or "auto", paths)
 
 
 def _faster_whisper(model_dir: Path, paths: list[str]) -> dict:
@@ -135,7 +141,9 @@ def _pipeline(model_dir: Path, paths: list[str]) -> dict:
     return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
 
 
-def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list[str]) -> dict:
+def _hw(
+    model_dir: Path, speech_dir: Path, work: Path, backend: str, compute_type: str, paths: list[str]
+) -> dict:
     """`hw whisper --eval-only` through `run_homework`, timing its features and its transcription."""
     os.environ["HF_DATASETS_CACHE"] = str(work / "datasets-cache")  # features computed inside the clock
     from hw import config, speech
@@ -157,7 +165,7 @@ def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list
     speech.cached_features = timed("features", speech.cached_features)
     whisper._transcribe = timed("transcription", whisper._transcribe)
     sets = [f"model.name_or_path={model_dir}", f"data.dataset={speech_dir}", f"eval.backend={backend}",
-            f"eval.max_new_tokens={MAX_NEW_TOKENS}"]  # fmt: skip
+            f"eval.compute_type={compute_type}", f"eval.max_new_tokens={MAX_NEW_TOKENS}"]  # fmt: skip
     cfg = config.load(whisper.WhisperConfig, "whisper", "fr", overrides=sets, run={"eval_only": True})
     run_dir = run_homework(cfg, output_dir=work / "run", reports_dir=work / "reports")
     samples = [
@@ -171,6 +179,7 @@ def _hw(model_dir: Path, speech_dir: Path, work: Path, backend: str, paths: list
         "generation_s": spans["transcription"],
         "cpu_s": spans["cpu"],
         "batch_size": cfg.eval.batch_size,
+        "cpu_isa": os.environ.get("CT2_FORCE_CPU_ISA", "CTranslate2's choice"),
     }
     row["encoder_s"] = _encoder_alone(model_dir, run_dir, backend, paths, cfg.eval.batch_size)
     return row
@@ -192,8 +201,10 @@ def _encoder_alone(model_dir: Path, run_dir: Path, backend: str, paths: list[str
     if backend == "ctranslate2":
         import ctranslate2
 
+        (converted,) = run_dir.glob("ctranslate2-*")
+        compute_type = converted.name.removeprefix("ctranslate2-")
         model = ctranslate2.models.Whisper(
-            str(run_dir / "ctranslate2-int8"), compute_type="int8", intra_threads=torch.get_num_threads()
+            str(converted), compute_type=compute_type, intra_threads=torch.get_num_threads()
         )
         encode = lambda batch: model.encode(ctranslate2.StorageView.from_array(batch))  # noqa: E731
     else:
@@ -233,7 +244,8 @@ def _summary(rounds: list[dict], clips: list[dict]) -> dict:
     ]  # fmt: skip
     hw_rows = {
         engine: {key: last[engine][key] for key in ("features_s", "generation_s", "encoder_s", "batch_size")}
-        for engine in ("hw transformers", "hw ctranslate2")
+        for engine in ENGINES
+        if engine.startswith("hw")
     }
     for row in rounds:
         for engine in row["engines"].values():
@@ -257,7 +269,8 @@ def _print(results: dict) -> None:
         print(f"| {row['round']} | {row['load_average_1min']:.1f} | {row['vs faster-whisper int8']:.2f}× | "
               f"{row['vs pipeline']:.2f}× |")  # fmt: skip
     print(f"\nP3r best rounds: {best['hw ctranslate2'] / best['faster-whisper int8']:.2f}× faster-whisper int8 "
-          f"(goal ≥ 1.0×), {best['hw ctranslate2'] / best['pipeline']:.2f}× pipeline (goal ≥ 1.3×)")  # fmt: skip
+          f"(goal ≥ 1.0×), {best['hw ctranslate2'] / best['pipeline']:.2f}× pipeline (goal ≥ 1.3×); transcripts "
+          f"equal to float32 hw: {quality['hw ctranslate2']['equal_to_float32_reference']}/{results['clips']}")  # fmt: skip
     print("\nWhere hw's time goes (last round, seconds): | | features | generation | of which encoder alone | "
           "decoder steps (the rest) |\n|---|---|---|---|---|")  # fmt: skip
     for engine, row in results["where_the_time_goes"].items():

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -267,23 +268,41 @@ def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None
 
 @pytest.mark.slow
 def test_ctranslate2_transcripts_equal_transformers_ones(tmp_path: Path, whisper_dir: str) -> None:
-    """Same features, prefix, suppressed tokens and token limit: float32 CTranslate2 writes transformers'
-    transcripts exactly (also when the limit cuts them); int8, the CPU default, differs on a clip or two."""
+    """Same features, prefix, suppressed tokens and token limit: float32 CTranslate2, the CPU default, writes
+    transformers' transcripts exactly (also when the limit cuts them); int8 differs on a clip or two."""
     pytest.importorskip("ctranslate2")
     loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
     split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
     waveforms = [speech.load_clip(clip) for clip in split["audio"]]
-    exact = ctranslate2.whisper(loaded, tmp_path, "float32")
+    exact = ctranslate2.whisper(loaded, tmp_path)
+    assert exact.weights.endswith("converted to CTranslate2 float32")
     for limit in (3, 32):
         decoding = speech.Decoding("fr", batch_size=16, max_new_tokens=limit)
         expected = speech.transcribe(loaded.model, loaded.processor, waveforms, decoding)
         assert speech.transcribe(exact.model, exact.processor, waveforms, decoding) == expected
     assert len(expected[0].split()) > 3  # the longer limit lets transcripts run past the shorter one
-    default = ctranslate2.whisper(loaded, tmp_path)
-    assert default.weights.endswith("converted to CTranslate2 int8")
-    int8 = speech.transcribe(default.model, default.processor, waveforms, decoding)
+    quantized = ctranslate2.whisper(loaded, tmp_path, "int8")
+    int8 = speech.transcribe(quantized.model, quantized.processor, waveforms, decoding)
     assert sum(a == b for a, b in zip(int8, expected, strict=True)) >= 0.9 * len(expected)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ctranslate2-float32", "ctranslate2-int8"]
+
+
+def test_ctranslate2_is_let_use_avx512_wherever_the_cpu_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CTranslate2 picks AVX2 on AMD CPUs that have AVX-512; `hw` sets CT2_FORCE_CPU_ISA there, unless the user
+    set it, and never on a CPU without the AVX-512 subsets CTranslate2 needs."""
+    cpuinfo = tmp_path / "cpuinfo"
+    full = "fpu avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16"
+    for flags, expected in ((full, "AVX512"), ("fpu avx2 avx512f", None), ("fpu sse4_1", None)):
+        monkeypatch.delenv("CT2_FORCE_CPU_ISA", raising=False)
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n\n")
+        ctranslate2._prefer_avx512(cpuinfo)
+        assert os.environ.get("CT2_FORCE_CPU_ISA") == expected, flags
+    monkeypatch.setenv("CT2_FORCE_CPU_ISA", "AVX2")
+    cpuinfo.write_text(f"flags\t\t: {full}\n")
+    ctranslate2._prefer_avx512(cpuinfo)
+    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX2"
 
 
 def test_features_wait_for_another_process_computing_the_same_cache(

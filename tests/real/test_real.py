@@ -76,6 +76,20 @@ def test_eval_only_transcripts_equal_a_plain_generate(model: str, speech: Path, 
     assert len(samples) == 8
 
 
+def test_ctranslate2_backend_writes_transformers_transcripts(
+    model: str, speech: Path, tmp_path: Path
+) -> None:
+    """The CPU default of `eval.backend=ctranslate2` (float32, AVX-512 where the CPU has it) on the real model:
+    the same transcripts as the transformers path, clip for clip (benchmark P3r times the two)."""
+    pytest.importorskip("ctranslate2")
+    clips = ("--eval-only", "--max-eval-samples", "8")
+    _whisper(model, speech, tmp_path / "torch", *clips)
+    _whisper(model, speech, tmp_path / "ct2", *clips, "--set", "eval.backend=ctranslate2")
+    samples = [runs.read_jsonl(tmp_path / name / "samples.jsonl") for name in ("torch", "ct2")]
+    assert [row["hypothesis"] for row in samples[1]] == [row["hypothesis"] for row in samples[0]]
+    assert (tmp_path / "ct2" / "ctranslate2-float32" / "model.bin").is_file()
+
+
 def test_a_short_lora_fine_tune_lowers_wer(model: str, speech: Path, tmp_path: Path) -> None:
     clips = ["--max-eval-samples", "16", "--set", "eval.batch_size=16"]
     before = _whisper(model, speech, tmp_path / "zero-shot", "--eval-only", *clips)

@@ -97,10 +97,18 @@ class WhisperEval:
     """Score a `--checkpoint` run trained on another language anyway (the report says so in bold)."""
     backend: str = "transformers"
     """Engine that generates the transcripts: `transformers`, or `ctranslate2` (the scored model converted once
-    per run, int8 on a CPU, float16 on CUDA; `pip install 'hw[ct2]'`)."""
+    per run; `pip install 'hw[ct2]'`)."""
+    compute_type: str = "auto"
+    """CTranslate2's compute type (backend `ctranslate2`): `auto` is float32 on a CPU, whose transcripts equal
+    transformers', and float16 on CUDA; `int8` is faster on a CPU and may change a few transcripts."""
 
     def problems(self) -> list[str]:
-        choices = {"normalizer": asr.NORMALIZERS, "zh_convert": asr.ZH_CONVERSIONS, "backend": BACKENDS}
+        choices = {
+            "normalizer": asr.NORMALIZERS,
+            "zh_convert": asr.ZH_CONVERSIONS,
+            "backend": BACKENDS,
+            "compute_type": ctranslate2.COMPUTE_TYPES,
+        }
         found = [
             f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
             for key, allowed in choices.items()
@@ -111,6 +119,8 @@ class WhisperEval:
                 "backend: 'ctranslate2' needs the ctranslate2 package; install it with pip install 'hw[ct2]' "
                 "or set eval.backend=transformers"
             )
+        elif self.backend == "ctranslate2" and self.compute_type in ctranslate2.COMPUTE_TYPES:
+            found += ctranslate2.problems(self.compute_type)
         if (self.validation_generate_samples or 0) < 0:
             found.append(
                 f"validation_generate_samples: {self.validation_generate_samples!r} must be 0 or more"
@@ -180,7 +190,7 @@ def run(cfg: WhisperConfig, run_dir: Path) -> RunRecord:
         log.info("no --checkpoint: scoring the base model %s as it is", cfg.model.name_or_path)
     scored = models.whisper(weights, cfg.language, cfg.task, precision=cfg.train.precision)
     if cfg.eval.backend == "ctranslate2":  # the torch copy is freed: it would only hold memory
-        scored = ctranslate2.whisper(scored, run_dir)
+        scored = ctranslate2.whisper(scored, run_dir, cfg.eval.compute_type)
     hypotheses = _transcribe(scored.model, processor, features["eval"], cfg)
     scores = _scores(hypotheses, list(features["eval"]["sentence"]), cfg.eval)
     final = _final(scores)
