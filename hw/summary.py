@@ -51,11 +51,9 @@ def assemble(
         only: Run names to show; empty: every run.
         locale: `en` or `zh`: the language of the fixed titles and labels.
     """
-    if runs_shown not in RUN_CHOICES or locale not in LOCALES:
-        raise HwError(
-            f"--runs {runs_shown!r} / --locale {locale!r}: choose --runs from {', '.join(RUN_CHOICES)} and "
-            f"--locale from {', '.join(LOCALES)}"
-        )
+    for option, value, allowed in (("--runs", runs_shown, RUN_CHOICES), ("--locale", locale, LOCALES)):
+        if value not in allowed:
+            raise HwError(f"{option} {value!r} is not one of {', '.join(allowed)}: choose one of them")
     fragments, skipped = _read_all(reports_dir)
     if only:
         unknown = sorted(set(only) - {metadata["run"] for metadata in fragments})

@@ -236,6 +236,13 @@ def test_summary_without_fragments_is_a_user_error(tmp_path: Path) -> None:
         summary_module.assemble(tmp_path)
 
 
+def test_a_bad_runs_or_locale_choice_names_only_that_option(tmp_path: Path) -> None:
+    with pytest.raises(HwError, match=r"^--runs 'some' is not one of all, latest: choose one of them$"):
+        summary_module.assemble(tmp_path, runs_shown="some")
+    with pytest.raises(HwError, match=r"^--locale 'de' is not one of en, zh: choose one of them$"):
+        summary_module.assemble(tmp_path, locale="de")
+
+
 def test_assembly_imports_no_torch_transformers_or_datasets(tmp_path: Path) -> None:
     """What keeps `nox -s report` light: it installs hw without them."""
     reports = tmp_path / "reports"
