@@ -2,6 +2,7 @@
 and the homework's real transcript files re-scored through `hw score asr`."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -184,6 +185,9 @@ def test_asr_only_evaluation_scores_the_none_column_alone(tmp_path) -> None:
     assert sorted(metrics["final"]) == ["atco2/zero_shot/none/wer", "atcosim/zero_shot/none/wer"]
     assert [row[:2] for row in metrics["tables"][0]["rows"] if "(" not in row[0]] == [["zero-shot", "none"]]
     assert metrics["weights"].endswith("no corrector (ASR only)")
+    run_log = (run_dir / "run.log").read_text(encoding="utf-8")
+    for name in ("atcosim", "atco2"):  # each set's transcription is named, not only its batch counts
+        assert re.search(rf"transcribing {name} \(zero-shot\): \d+ clips", run_log), run_log
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """`hw atc` ASR stages: fine-tune Whisper on the training split, and transcribe the evaluation sets and the
 training split (the corrector's pairs) with the zero-shot and fine-tuned models."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,6 +12,8 @@ from hw.config import LoraConfig, ModelConfig, TrainConfig
 from hw.errors import HwError
 from hw.tasks.atc.config import ASR_SYSTEMS
 from hw.training import drop_checkpoints, evaluation_history, parameter_counts, write_trainer_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,9 @@ def load_asr(recognizer: Recognizer, fine_tuned: str | None) -> models.Loaded:
     return models.whisper(weights, recognizer.language, precision=recognizer.precision)
 
 
-def _transcripts(model: Any, processor: Any, features: Any, recognizer: Recognizer) -> list[str]:
-    """Greedy transcripts in duration-sorted batches, in dataset order."""
+def _transcripts(model: Any, processor: Any, features: Any, recognizer: Recognizer, what: str) -> list[str]:
+    """Greedy transcripts in duration-sorted batches, in dataset order; the log names `what` is transcribed."""
+    log.info("transcribing %s: %d clips", what, len(features))
     return speech.transcribe_dataset(model, processor, features, recognizer.decoding)
 
 
@@ -178,7 +182,8 @@ def transcribe_eval_sets(inputs: TranscribeInput, fine_tuned: str | None, folder
     for system in ASR_SYSTEMS if fine_tuned else ASR_SYSTEMS[:1]:
         model = systems.get(system) or load_asr(recognizer, fine_tuned).model
         transcripts[system] = {
-            name: _transcripts(model, processor, split, recognizer) for name, split in features.items()
+            name: _transcripts(model, processor, split, recognizer, f"{name} ({system.replace('_', '-')})")
+            for name, split in features.items()
         }
     for name, split in features.items():
         for index, (file, duration, reference) in enumerate(
@@ -202,7 +207,7 @@ def transcribe_pairs(inputs: PairsInput, folder: Path) -> None:
     processor, model = zero_shot.processor, zero_shot.model
     max_label_tokens = models.max_label_tokens(models.resolve(inputs.recognizer.model))
     features, _ = _features(_subset(inputs.clips), processor, max_label_tokens, inputs.clips)
-    hypotheses = _transcripts(model, processor, features, inputs.recognizer)
+    hypotheses = _transcripts(model, processor, features, inputs.recognizer, "the training split (zero-shot)")
     rows = [
         {"audio_id": file, "hypothesis": hypothesis, "reference": reference}
         for file, hypothesis, reference in zip(
