@@ -58,20 +58,23 @@ def run_homework(
         runs.prepare(run_dir)
         report.check_writable(reports_dir)  # the fragment is written after training: fail before it
         manifest.start(run_dir, cfg.run, settings)  # first: whatever happens next, the run knows what it is
-        runs.write_yaml(run_dir / "config.yaml", settings)
-        environment = provenance.environment(cfg.train.seed, provenance.sources_of(settings))
-        runs.write_json(run_dir / "env.json", environment | {"precision": _precision(cfg.train.precision)})
-        with logging_to(run_dir / "run.log"):  # from the tiny assets' build on: it may take a minute
-            _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
-            started = time.perf_counter()
-            with interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only):
+        # A signal from here on ends in one line with the command that continues this run.
+        with interrupts.interruptible(run_dir, resumable=not cfg.run.eval_only):
+            runs.write_yaml(run_dir / "config.yaml", settings)
+            environment = provenance.environment(cfg.train.seed, provenance.sources_of(settings))
+            runs.write_json(
+                run_dir / "env.json", environment | {"precision": _precision(cfg.train.precision)}
+            )
+            with logging_to(run_dir / "run.log"):  # from the tiny assets' build on: it may take a minute
+                _prepare_process(settings, tiny=cfg.run.tiny, seed=cfg.train.seed)
+                started = time.perf_counter()
                 record: RunRecord = task.run(cfg, run_dir)
-        if runs.is_main_process():  # the main process writes the artifacts and the report
-            record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
-            record.write(run_dir)
-            if (run_dir / "model").is_dir():  # the model this run saved (an eval-only run saves none)
-                card.write(run_dir)
-            fragment = report.write_fragment(run_dir, reports_dir)
+            if runs.is_main_process():  # the main process writes the artifacts and the report
+                record = dataclasses.replace(record, wall_seconds=round(time.perf_counter() - started, 1))
+                record.write(run_dir)
+                if (run_dir / "model").is_dir():  # the model this run saved (an eval-only run saves none)
+                    card.write(run_dir)
+                fragment = report.write_fragment(run_dir, reports_dir)
     runs.leave_process_group()  # the others wait for the main process's last write (status `finished`)
     if runs.is_main_process():
         print(f"run: {run_dir}\nreport fragment: {fragment}")

@@ -289,7 +289,7 @@ def test_sigterm_at_a_random_moment_leaves_every_file_whole_and_a_command_that_f
     assert [line for line in stderr.splitlines() if line.startswith("hw: interrupted")] == [last], stderr
     if "; continue with: hw " in last:
         _run(shlex.split(last.partition("; continue with: hw ")[2]), tmp_path)
-    else:  # stopped outside training: nothing saved to continue from, the run starts again in its directory
+    else:  # stopped before the run's record began (the instant after run.json): it starts again there
         assert last == "hw: interrupted (SIGTERM); nothing was left half-written: run the command again", last
         _run([*run, "--resume"], tmp_path)
     assert manifest.status(killed) == "finished"

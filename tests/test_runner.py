@@ -316,6 +316,27 @@ def test_a_signal_outside_training_stops_at_once_and_keeps_the_run_to_continue(
     assert signal.getsignal(signum) is not interrupts._on_signal
 
 
+def test_a_signal_while_the_record_is_written_names_the_command_that_continues(
+    fake_task: FakeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the task, before the fragment: the same one line as in training, and no half-written record."""
+    written = RunRecord.write
+
+    def write_then_signal(record: RunRecord, run_dir: Path) -> None:
+        written(record, run_dir)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(RunRecord, "write", write_then_signal)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/hw", "tang", "--tiny"])
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted) as raised:
+        run_homework(fake_task, output_dir=run, reports_dir=tmp_path / "reports")
+    assert str(raised.value) == f"interrupted; continue with: hw tang --tiny --resume --output-dir {run}"
+    assert raised.value.exit_code == 143
+    assert not (tmp_path / "reports").exists()
+    assert signal.getsignal(signal.SIGTERM) is not interrupts._on_signal
+
+
 def test_the_command_that_continues_adds_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["hw", "qa", "--set", "train.learning_rate=3e-5", "--resume"])
     assert continue_command(Path("runs/qa/my run")) == (
