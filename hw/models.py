@@ -84,9 +84,10 @@ def resolve(model: ModelConfig, checkpoint: str | None = None, key: str = "model
         _log_base(model, checkpoint, key)
     if resolved and not is_adapter(resolved) and (Path(resolved) / "tokenizer_config.json").is_file():
         return Weights(model, None, resolved, checkpoint, key)  # a full model with its tokenizer: no base
-    return Weights(
-        model, sources.resolve_model(model.name_or_path, model.revision, key=key), resolved, checkpoint, key
-    )
+    base = sources.resolve_model(model.name_or_path, model.revision, key=key)
+    if sources.is_local(base):
+        weight_checks.require_whole(Path(base), f"{key} {model.name_or_path!r}")
+    return Weights(model, base, resolved, checkpoint, key)
 
 
 def _log_base(model: ModelConfig, checkpoint: str, key: str) -> None:

@@ -93,24 +93,38 @@ def require_whole(folder: Path, named: str) -> None:
     torn = torn_file(folder, (".safetensors",))
     if torn:
         raise HwError(
-            f"{named}: {torn[0]} is damaged ({torn[1]}); copy or save the weights again, or give another checkpoint"
+            f"{named}: {torn[0]} is damaged ({torn[1]}); copy or save the weights again, or give another copy"
         )
 
 
-def _torn_safetensors(path: Path) -> str | None:
+def safetensors_tensors(path: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The header length and the tensor entries (dtype, shape, data_offsets) of a `.safetensors` file, read from its
+    header alone: the format opens with the header's length (u64, little-endian), then the header's JSON.
+
+    Raises:
+        ValueError: the file is too short for the header it announces, or that is no safetensors header.
+    """
     size = path.stat().st_size
     with path.open("rb") as handle:
         length = int.from_bytes(handle.read(8), "little")
         if size < 8 or 8 + length > size:
-            return f"{size} bytes, shorter than its header"
+            raise ValueError(f"{size} bytes, shorter than its header")
         try:
             header = json.loads(handle.read(length))
-            end = max(
-                (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-                default=0,
-            )
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return "its header is not a safetensors header"
+            return length, {name: entry for name, entry in header.items() if name != "__metadata__"}
+        except (ValueError, AttributeError):
+            raise ValueError("its header is not a safetensors header") from None
+
+
+def _torn_safetensors(path: Path) -> str | None:
+    try:
+        length, tensors = safetensors_tensors(path)
+        end = max((entry["data_offsets"][1] for entry in tensors.values()), default=0)
+    except ValueError as error:
+        return str(error)
+    except (TypeError, KeyError, IndexError):
+        return "its header is not a safetensors header"
+    size = path.stat().st_size
     if 8 + length + end != size:
         return f"{size} bytes where its header says {8 + length + end}"
     return None

@@ -297,8 +297,24 @@ CASES = [
         "checkpoint-truncated-weights",
         ["yelp", "--tiny", "--eval-only", "--checkpoint", "{work}/torn"],
         r"--checkpoint '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its header "
-        r"says 86\); copy or save the weights again, or give another checkpoint",
+        r"says 86\); copy or save the weights again, or give another copy",
         _both(  # cut short by a partial copy: 8 of the 16 bytes of its one tensor
+            _write(
+                "torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
+            ),
+            _write(
+                "torn/model.safetensors",
+                len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
+            ),
+        ),
+        logs=True,  # datasets may report reading the tiny reviews, read before the model
+    ),
+    Case(
+        "base-model-truncated-weights",
+        ["yelp", "--tiny", "--set", "model.name_or_path={work}/torn"],
+        r"model\.name_or_path '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its "
+        r"header says 86\); copy or save the weights again, or give another copy",
+        _both(
             _write(
                 "torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
             ),

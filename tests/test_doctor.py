@@ -431,6 +431,24 @@ def test_a_local_model_is_judged_by_the_runs_own_rule(tmp_path: Path):
     ) in lines
 
 
+def test_a_local_model_with_a_cut_short_weight_file_fails_as_the_run_would(tmp_path: Path):
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    save_file({"a": torch.zeros(3, 4)}, str(torn / "model.safetensors"))
+    whole = (torn / "model.safetensors").read_bytes()
+    (torn / "model.safetensors").write_bytes(whole[:-8])  # a partial copy
+
+    result = _doctor("yelp", "--tiny", "--set", f"model.name_or_path={torn}")
+
+    assert result.exit_code == 1
+    assert (
+        f"  ✗ model {torn} (model.name_or_path): {str(torn)!r}: {torn / 'model.safetensors'} is "
+        f"damaged ({len(whole) - 8} bytes where its header says {len(whole)}); copy or save the weights again, or "
+        "give another copy"
+    ) in result.output.splitlines()
+
+
 def test_whisper_offline_gives_the_readme_download_command_for_its_locale():
     result = _doctor("whisper", "--lang", "zh")
 

@@ -6,11 +6,10 @@ headers), else from the Hub's metadata when it is reachable, else from `KNOWN_MO
 
 import json
 import math
-import struct
 from pathlib import Path
 from typing import Literal
 
-from hw import sources, tiny
+from hw import sources, tiny, weight_checks
 from hw.errors import HwError
 
 Status = Literal["ok", "warn", "fail"]
@@ -63,12 +62,11 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}  # sa
 
 def safetensors_size(path: Path) -> tuple[int, int]:
     """Parameters and bytes of tensor data in one `.safetensors` file, read from its JSON header alone."""
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))  # the format opens with the header's length, u64 LE
-        header = json.loads(handle.read(length))
-    tensors = [value for name, value in header.items() if name != "__metadata__"]
-    parameters = sum(math.prod(tensor["shape"]) for tensor in tensors)
-    return parameters, sum(tensor["data_offsets"][1] - tensor["data_offsets"][0] for tensor in tensors)
+    _, tensors = weight_checks.safetensors_tensors(path)
+    parameters = sum(math.prod(tensor["shape"]) for tensor in tensors.values())
+    return parameters, sum(
+        end - start for start, end in (tensor["data_offsets"] for tensor in tensors.values())
+    )
 
 
 def _size_of_files(files: list[Path], where: str) -> Size | None:
@@ -85,7 +83,11 @@ def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
         return "ok", "tiny asset, built offline on first use", None
     if sources.is_local(name):
         path = Path(name).expanduser()
-        problem = sources.saved_model_problem(path, name)
+        try:  # what the run refuses before loading: a weight file that is not whole
+            weight_checks.require_whole(path, repr(name))
+            problem = sources.saved_model_problem(path, name)
+        except HwError as error:
+            problem = str(error)
         if problem:
             return "fail", problem, None
         return "ok", f"local directory {path}", _size_of_files(sorted(path.glob("*.safetensors")), "it")
