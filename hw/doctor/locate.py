@@ -83,11 +83,12 @@ def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
         return "ok", "tiny asset, built offline on first use", None
     if sources.is_local(name):
         path = Path(name).expanduser()
-        try:  # what the run refuses before loading: a weight file that is not whole
-            weight_checks.require_whole(path, repr(name))
-            problem = sources.saved_model_problem(path, name)
-        except HwError as error:
-            problem = str(error)
+        problem = sources.saved_model_problem(path, name)
+        if not problem:  # what the run refuses before loading: a weight file that is not whole
+            try:
+                weight_checks.require_whole(path, repr(name))
+            except HwError as error:
+                problem = str(error)
         if problem:
             return "fail", problem, None
         return "ok", f"local directory {path}", _size_of_files(sorted(path.glob("*.safetensors")), "it")
