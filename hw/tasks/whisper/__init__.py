@@ -100,7 +100,7 @@ class WhisperEval:
     per run; `pip install 'hw[ct2]'`)."""
     compute_type: str = "auto"
     """CTranslate2's compute type (backend `ctranslate2`): `auto` is float32 on a CPU, whose transcripts equal
-    transformers', and float16 on CUDA; `int8` is faster on a CPU and may change a few transcripts."""
+    transformers', and float16 on CUDA; `int8` is faster on a CPU but changes transcripts (benchmark P3r)."""
 
     def problems(self) -> list[str]:
         choices = {
