@@ -14,8 +14,11 @@ All generate at most 128 tokens. `hw` runs in process through `run_homework` wit
 time is features (`speech.cached_features`) plus transcription (`whisper._transcribe`). Where `hw`'s time goes is
 measured after the round: the encoder alone on the same features, the rest being decoder steps.
 The real model and clips come from `nox -s real` (or ../shared/tools/realwhisper); without them this prints why
-and exits 0.
+and exits 0. `--checkpoint RUN` scores a LoRA run of `hw whisper` on that base instead: `hw` with `--eval-only
+--checkpoint RUN`, the other engines on the adapter merged into the base (saved, and converted for faster-whisper
+as its own whisper-base is, before any clock starts); results in whisper_real_adapter.json.
 Usage: python bench/bench_whisper_real.py [--model DIR] [--speech DIR] [--fw-model DIR] [--fw-python PY]
+       [--checkpoint RUN]
 """
 
 import argparse
@@ -46,6 +49,8 @@ def main() -> None:
     parser.add_argument("--fw-model", type=Path, default=REAL / "models" / "ct2-whisper-base")
     parser.add_argument("--fw-python", type=Path, default=REAL / "work" / "venv-fw" / "bin" / "python")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path, help="a LoRA run of hw whisper on --model")
+    parser.add_argument("--merged", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -61,6 +66,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-whisper-real-") as scratch:
         work = Path(scratch)
+        args.merged = args.model
+        if args.checkpoint:
+            args.merged, args.fw_model = _merged(args.model, args.checkpoint, work)
         clips = _clips(args.speech, work / "clips.json")
         rounds = []
         for number in range(1, args.rounds + 1):
@@ -71,7 +79,26 @@ def main() -> None:
         results = _summary(rounds, json.loads(clips.read_text(encoding="utf-8")))  # before the clips go
     _print(results)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "whisper_real.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    name = "whisper_real_adapter.json" if args.checkpoint else "whisper_real.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+def _merged(base: Path, checkpoint: Path, work: Path) -> tuple[Path, Path]:
+    """The adapter of `checkpoint` merged into `base` as `hw` merges it for scoring, saved for transformers'
+    pipeline, and converted to CTranslate2 float16 with its tokenizer for faster-whisper."""
+    from ctranslate2.converters import TransformersConverter
+
+    from hw import models
+    from hw.config import ModelConfig
+
+    loaded = models.whisper(models.resolve(ModelConfig(str(base)), str(checkpoint)), "fr")
+    merged, converted = work / "merged", work / "merged-ct2"
+    loaded.model.save_pretrained(merged)
+    loaded.processor.save_pretrained(merged)
+    TransformersConverter(str(merged), copy_files=["tokenizer.json"]).convert(
+        str(converted), quantization="float16"
+    )
+    return merged, converted
 
 
 def _clips(speech: Path, target: Path) -> Path:
@@ -90,7 +117,8 @@ def _clips(speech: Path, target: Path) -> Path:
 def _spawn(engine: str, args, clips: Path, work: Path) -> dict:
     python = args.fw_python if engine.startswith("faster") else sys.executable
     command = [str(python), __file__, "--engine", engine, "--clips", str(clips), "--work", str(work / engine.replace(" ", "-")),
-               "--model", str(args.model), "--speech", str(args.speech), "--fw-model", str(args.fw_model)]  # fmt: skip
+               "--model", str(args.model), "--speech", str(args.speech), "--fw-model", str(args.fw_model),
+               "--merged", str(args.merged), *(["--checkpoint", str(args.checkpoint)] if args.checkpoint else [])]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "CT2_FORCE_CPU_ISA"}
     env |= {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
     if engine.endswith("AVX-512"):
@@ -108,9 +136,9 @@ def _engine(args) -> dict:
     if args.engine.startswith("faster-whisper"):
         return _faster_whisper(args.fw_model, paths)
     if args.engine == "pipeline":
-        return _pipeline(args.model, paths)
+        return _pipeline(args.merged, paths)
     backend, _, compute_type = args.engine.removeprefix("hw ").partition(" ")
-    return _hw(args.model, args.speech, args.work, backend, compute_type or "auto", paths)
+    return _hw(args, backend, compute_type or "auto", paths)
 
 
 def _faster_whisper(model_dir: Path, paths: list[str]) -> dict:
@@ -141,10 +169,10 @@ def _pipeline(model_dir: Path, paths: list[str]) -> dict:
     return _row(paths, time.perf_counter() - started, texts) | {"cpu_s": time.process_time() - cpu}
 
 
-def _hw(
-    model_dir: Path, speech_dir: Path, work: Path, backend: str, compute_type: str, paths: list[str]
-) -> dict:
-    """`hw whisper --eval-only` through `run_homework`, timing its features and its transcription."""
+def _hw(options: argparse.Namespace, backend: str, compute_type: str, paths: list[str]) -> dict:
+    """`hw whisper --eval-only [--checkpoint RUN]` through `run_homework`, timing its features and its
+    transcription."""
+    work = options.work
     os.environ["HF_DATASETS_CACHE"] = str(work / "datasets-cache")  # features computed inside the clock
     from hw import config, speech
     from hw.runner import run_homework
@@ -164,9 +192,10 @@ def _hw(
 
     speech.cached_features = timed("features", speech.cached_features)
     whisper._transcribe = timed("transcription", whisper._transcribe)
-    sets = [f"model.name_or_path={model_dir}", f"data.dataset={speech_dir}", f"eval.backend={backend}",
+    sets = [f"model.name_or_path={options.model}", f"data.dataset={options.speech}", f"eval.backend={backend}",
             f"eval.compute_type={compute_type}", f"eval.max_new_tokens={MAX_NEW_TOKENS}"]  # fmt: skip
-    cfg = config.load(whisper.WhisperConfig, "whisper", "fr", overrides=sets, run={"eval_only": True})
+    run = {"eval_only": True} | ({"checkpoint": str(options.checkpoint)} if options.checkpoint else {})
+    cfg = config.load(whisper.WhisperConfig, "whisper", "fr", overrides=sets, run=run)
     run_dir = run_homework(cfg, output_dir=work / "run", reports_dir=work / "reports")
     samples = [
         json.loads(line) for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
@@ -181,7 +210,7 @@ def _hw(
         "batch_size": cfg.eval.batch_size,
         "cpu_isa": os.environ.get("CT2_FORCE_CPU_ISA", "CTranslate2's choice"),
     }
-    row["encoder_s"] = _encoder_alone(model_dir, run_dir, backend, paths, cfg.eval.batch_size)
+    row["encoder_s"] = _encoder_alone(options.merged, run_dir, backend, paths, cfg.eval.batch_size)
     return row
 
 
@@ -268,9 +297,12 @@ def _print(results: dict) -> None:
     for row in results["ratios_per_round"]:
         print(f"| {row['round']} | {row['load_average_1min']:.1f} | {row['vs faster-whisper int8']:.2f}× | "
               f"{row['vs pipeline']:.2f}× |")  # fmt: skip
-    print(f"\nP3r best rounds: {best['hw ctranslate2'] / best['faster-whisper int8']:.2f}× faster-whisper int8 "
-          f"(goal ≥ 1.0×), {best['hw ctranslate2'] / best['pipeline']:.2f}× pipeline (goal ≥ 1.3×); transcripts "
-          f"equal to float32 hw: {quality['hw ctranslate2']['equal_to_float32_reference']}/{results['clips']}")  # fmt: skip
+    reference_wer = quality["hw transformers"]["wer"]
+    for engine in ("hw ctranslate2", "hw ctranslate2 int8"):
+        print(f"\nP3r best rounds, {engine}: {best[engine] / best['faster-whisper int8']:.2f}× faster-whisper int8 "
+              f"(goal ≥ 1.0×), {best[engine] / best['pipeline']:.2f}× pipeline (goal ≥ 1.3×); transcripts equal "
+              f"to float32 hw: {quality[engine]['equal_to_float32_reference']}/{results['clips']}, WER "
+              f"{100 * (quality[engine]['wer'] - reference_wer):+.1f} points (goal: equal, or within ±0.5)")  # fmt: skip
     print("\nWhere hw's time goes (last round, seconds): | | features | generation | of which encoder alone | "
           "decoder steps (the rest) |\n|---|---|---|---|---|")  # fmt: skip
     for engine, row in results["where_the_time_goes"].items():
