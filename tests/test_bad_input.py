@@ -80,6 +80,11 @@ def _saved_config(folder: str, config: dict, weights: str = "model.safetensors")
 
 _NO_TENSORS = (2).to_bytes(8, "little") + b"{}"  # a whole safetensors file that holds no tensor
 _TENSOR_HEADER = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
+# A saved model cut short by a partial copy: 8 of the 16 bytes of its one tensor.
+_TORN_MODEL = _both(
+    _write("torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})),
+    _write("torn/model.safetensors", len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8)),
+)
 
 
 def _whisper_adapter_on_another_base(work: Path) -> None:
@@ -298,15 +303,7 @@ CASES = [
         ["yelp", "--tiny", "--eval-only", "--checkpoint", "{work}/torn"],
         r"--checkpoint '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its header "
         r"says 86\); copy or save the weights again, or give another copy",
-        _both(  # cut short by a partial copy: 8 of the 16 bytes of its one tensor
-            _write(
-                "torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
-            ),
-            _write(
-                "torn/model.safetensors",
-                len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
-            ),
-        ),
+        _TORN_MODEL,
         logs=True,  # datasets may report reading the tiny reviews, read before the model
     ),
     Case(
@@ -314,15 +311,7 @@ CASES = [
         ["yelp", "--tiny", "--set", "model.name_or_path={work}/torn"],
         r"model\.name_or_path '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its "
         r"header says 86\); copy or save the weights again, or give another copy",
-        _both(
-            _write(
-                "torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
-            ),
-            _write(
-                "torn/model.safetensors",
-                len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
-            ),
-        ),
+        _TORN_MODEL,
         logs=True,  # datasets may report reading the tiny reviews, read before the model
     ),
     Case(
