@@ -97,9 +97,10 @@ def require_whole(folder: Path, named: str) -> None:
         )
 
 
-def safetensors_tensors(path: Path) -> tuple[int, dict[str, dict[str, Any]]]:
-    """The header length and the tensor entries (dtype, shape, data_offsets) of a `.safetensors` file, read from its
-    header alone: the format opens with the header's length (u64, little-endian), then the header's JSON.
+def safetensors_header(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """The tensor entries (dtype, shape, data_offsets) of a `.safetensors` file and the file size they imply, read
+    from its header alone: the format opens with the header's length (u64, little-endian), then the header's JSON,
+    then the tensors' data.
 
     Raises:
         ValueError: the file is too short for the header it announces, or that is no safetensors header.
@@ -111,23 +112,20 @@ def safetensors_tensors(path: Path) -> tuple[int, dict[str, dict[str, Any]]]:
             raise ValueError(f"{size} bytes, shorter than its header")
         try:
             header = json.loads(handle.read(length))
-            return length, {name: entry for name, entry in header.items() if name != "__metadata__"}
-        except (ValueError, AttributeError):
+            tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+            end = max((entry["data_offsets"][1] for entry in tensors.values()), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             raise ValueError("its header is not a safetensors header") from None
+    return tensors, 8 + length + end
 
 
 def _torn_safetensors(path: Path) -> str | None:
     try:
-        length, tensors = safetensors_tensors(path)
-        end = max((entry["data_offsets"][1] for entry in tensors.values()), default=0)
+        _, expected = safetensors_header(path)
     except ValueError as error:
         return str(error)
-    except (TypeError, KeyError, IndexError):
-        return "its header is not a safetensors header"
     size = path.stat().st_size
-    if 8 + length + end != size:
-        return f"{size} bytes where its header says {8 + length + end}"
-    return None
+    return None if size == expected else f"{size} bytes where its header says {expected}"
 
 
 def _torn_zip(path: Path) -> str | None:

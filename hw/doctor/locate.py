@@ -62,7 +62,7 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1}  # sa
 
 def safetensors_size(path: Path) -> tuple[int, int]:
     """Parameters and bytes of tensor data in one `.safetensors` file, read from its JSON header alone."""
-    _, tensors = weight_checks.safetensors_tensors(path)
+    tensors, _ = weight_checks.safetensors_header(path)
     parameters = sum(math.prod(tensor["shape"]) for tensor in tensors.values())
     return parameters, sum(
         end - start for start, end in (tensor["data_offsets"] for tensor in tensors.values())
