@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw import config, speech, speech_sources
+from hw import config, models, speech, speech_sources
+from hw.config import ModelConfig
 from hw.metrics import asr
 from hw.tasks import whisper
 from hw.tiny import assets
@@ -81,7 +82,8 @@ def main() -> None:
 
 def _evaluation(cfg, base: str, adapter: Path, processor, ours_set, course_set) -> dict:
     """Both evaluation loops end to end, then their batch reading alone and their generation alone."""
-    hw_model, weights = whisper._inference_model(cfg, base, str(adapter), trained_here=False)
+    scored = models.whisper(models.resolve(ModelConfig(base), str(adapter)), "fr")  # as `hw whisper` scores
+    hw_model, weights = scored.model, scored.weights
     course_model = _adapted(base, adapter).eval()
     references = list(ours_set["sentence"])
     label = f"merged, duration-sorted batches of {cfg.eval.batch_size}"
@@ -243,10 +245,11 @@ def _read_course(course_set, processor) -> None:
 
 
 def _encode(model, arrays: np.ndarray, batch_size: int) -> None:
-    """The merged model's encoder alone over all clips: a cost every loop pays in full."""
+    """The merged model's encoder alone over all clips, as `hw whisper` runs it (on a CPU, one clip at a time): a
+    cost every loop pays in full."""
     with torch.inference_mode():
         for start in range(0, len(arrays), batch_size):
-            model.model.encoder(torch.as_tensor(arrays[start : start + batch_size]))
+            speech._torch_encoded(model, torch.as_tensor(arrays[start : start + batch_size]))
 
 
 def _best(work: Callable[[], object]) -> float:
