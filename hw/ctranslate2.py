@@ -47,7 +47,7 @@ def whisper(scored: models.Loaded, directory: Path, compute_type: str = "auto") 
         str(converted), device=device, compute_type=compute_type, intra_threads=torch.get_num_threads()
     )
     return models.Loaded(
-        speech.Ctranslate2Whisper(converted_model, scored.model.config.max_target_positions),
+        speech.Ctranslate2Whisper(converted_model, scored.model.config),
         scored.processor,
         f"{scored.weights}, converted to CTranslate2 {compute_type}",
     )

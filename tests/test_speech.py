@@ -266,6 +266,49 @@ def test_transcribe_returns_transcripts_in_input_order(whisper_dir: str) -> None
     assert not model.training
 
 
+def test_on_a_cpu_the_encoder_takes_clips_by_the_byte_budget_and_transcripts_equal_a_batched_generate(
+    whisper_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder sees as many clips at a time as keep one layer's attention scores within the budget (here
+    three clips' worth), the decoder the whole batch; the transcripts are those of a plain `generate` that
+    encodes the whole batch at once."""
+    import torch
+
+    loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
+    processor, model = loaded.processor, loaded.model
+    split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
+    waveforms = [speech.load_clip(clip) for clip in split.select(range(16))["audio"]]
+    features = speech.log_mel(processor.feature_extractor, waveforms)
+    with torch.inference_mode():
+        batched = model.generate(
+            input_features=torch.as_tensor(features), language="fr", task="transcribe", max_length=32
+        )
+    expected = [text.strip() for text in processor.tokenizer.batch_decode(batched, skip_special_tokens=True)]
+    one_clip = model.config.encoder_attention_heads * model.config.max_source_positions**2 * 4
+    monkeypatch.setattr(speech, "CPU_ENCODER_BYTES", 3 * one_clip + 1)
+    encoded: list[int] = []
+    hook = model.get_encoder().register_forward_hook(
+        lambda module, args, output: encoded.append(len(args[0]))
+    )
+    try:
+        decoding = speech.Decoding("fr", batch_size=16, max_new_tokens=32)
+        transcripts = speech.transcribe(model, processor, waveforms, decoding)
+    finally:
+        hook.remove()
+    assert transcripts == expected
+    assert encoded == [3, 3, 3, 3, 3, 1]
+    assert len(set(expected)) > 1
+
+
+def test_a_real_whisper_window_is_encoded_one_clip_at_a_time_on_a_cpu() -> None:
+    """whisper-base's 30 s window (8 heads over 1500 positions: 72 MB of scores a layer) is over the budget alone;
+    the tiny model's 3 s window (4 heads over 150) fits dozens of clips."""
+    from transformers import WhisperConfig
+
+    assert speech._cpu_encoder_clips(WhisperConfig(encoder_attention_heads=8, max_source_positions=1500)) == 1
+    assert speech._cpu_encoder_clips(WhisperConfig(encoder_attention_heads=4, max_source_positions=150)) == 46
+
+
 @pytest.mark.slow
 def test_ctranslate2_transcripts_equal_transformers_ones(tmp_path: Path, whisper_dir: str) -> None:
     """Same features, prefix, suppressed tokens and token limit: float32 CTranslate2, the CPU default, writes
