@@ -466,6 +466,7 @@ CASES = [
         "atc-corrector-checkpoint-missing",
         ["atc", "--tiny", "--set", "corrector.checkpoint=/no/such/adapter"],
         r"corrector\.checkpoint '/no/such/adapter' does not exist",
+        logs=True,  # with a fresh cache, building the tiny assets is logged
         slow=True,  # every tiny asset the config names (pretrained Whisper and corrector bases) is built first
     ),
     Case(
