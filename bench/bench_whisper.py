@@ -249,7 +249,7 @@ def _encode(model, arrays: np.ndarray, batch_size: int) -> None:
     cost every loop pays in full."""
     with torch.inference_mode():
         for start in range(0, len(arrays), batch_size):
-            speech._torch_encoded(model, torch.as_tensor(arrays[start : start + batch_size]))
+            speech.encoder_states(model, torch.as_tensor(arrays[start : start + batch_size]))
 
 
 def _best(work: Callable[[], object]) -> float:

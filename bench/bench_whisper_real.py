@@ -203,7 +203,7 @@ def _hw(options: argparse.Namespace, backend: str, compute_type: str, paths: lis
     speech.cached_features = timed("features", speech.cached_features)
     whisper._transcribe = timed("transcription", whisper._transcribe)
     # Inside the transcription: the encoder's share of it (its processor time is counted there already).
-    speech._torch_encoded = timed("encoder", speech._torch_encoded, cpu=False)
+    speech.encoder_states = timed("encoder", speech.encoder_states, cpu=False)
     speech._ctranslate2_encoded = timed("encoder", speech._ctranslate2_encoded, cpu=False)
     sets = [f"model.name_or_path={options.model}", f"data.dataset={options.speech}", f"eval.backend={backend}",
             f"eval.compute_type={compute_type}", f"eval.max_new_tokens={MAX_NEW_TOKENS}",

@@ -346,13 +346,13 @@ def _torch_generate(
     model: Any, processor: Any, features: np.ndarray, decoding: Decoding, max_new_tokens: int
 ) -> Any:
     """Token ids of a batch from transformers' `generate` (greedy, as the generation config says), decoding from
-    `_torch_encoded`'s encoder states."""
+    the states of `encoder_states`."""
     from transformers.modeling_outputs import BaseModelOutput
 
     parameter = next(model.parameters())
     inputs = torch.as_tensor(features).to(parameter.device, parameter.dtype)
     return model.generate(
-        encoder_outputs=BaseModelOutput(last_hidden_state=_torch_encoded(model, inputs)),
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states(model, inputs)),
         # Every clip fills the whole window; an explicit mask keeps generate from guessing one.
         attention_mask=torch.ones(inputs.shape[0], inputs.shape[-1], dtype=torch.long, device=inputs.device),
         language=decoding.language,
@@ -364,7 +364,7 @@ def _torch_generate(
     )
 
 
-def _torch_encoded(model: Any, inputs: torch.Tensor) -> torch.Tensor:
+def encoder_states(model: Any, inputs: torch.Tensor) -> torch.Tensor:
     """The encoder's states of a batch of log-mel features: on a GPU in one call, on a CPU in `_cpu_encoder_clips`
     at a time."""
     encoder = model.get_encoder()
@@ -398,7 +398,7 @@ def _ctranslate2_generate(
 
 
 def _ctranslate2_encoded(model: Ctranslate2Whisper, features: np.ndarray) -> Any:
-    """The encoder's states of a batch of log-mel features, as `_torch_encoded` computes them: on a GPU in one
+    """The encoder's states of a batch of log-mel features, as `encoder_states` computes them: on a GPU in one
     call (in float16), on a CPU in `_cpu_encoder_clips` at a time."""
     import ctranslate2
 

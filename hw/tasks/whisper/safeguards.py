@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from hw import speech
+
 # openai-whisper's `transcribe` defaults.
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -63,19 +65,19 @@ def transcribe(
 ) -> list[Label]:
     """Labels of one batch of log-mel windows: greedy first, then each temperature for the windows that need it.
 
-    The encoder runs once per batch; sampling draws from torch's global generator, which the caller seeds.
+    The encoder runs once per window (as `speech.encoder_states` runs it); sampling draws from torch's global
+    generator, which the caller seeds.
     """
     parameter = next(model.parameters())
     inputs = torch.as_tensor(features).to(parameter.device, parameter.dtype)
-    encoded = model.get_encoder()(inputs)
-    no_speech = _no_speech_probs(model, encoded.last_hidden_state)
+    states = speech.encoder_states(model, inputs)
+    no_speech = _no_speech_probs(model, states)
     max_new_tokens = min(max_new_tokens, model.config.max_target_positions - 4)
     labels: list[Label | None] = [None] * len(features)
     pending = list(range(len(features)))
     for temperature in TEMPERATURES:
-        hidden = encoded.last_hidden_state[pending]
         generated = model.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            encoder_outputs=BaseModelOutput(last_hidden_state=states[pending]),
             language=language,
             task="transcribe",
             max_new_tokens=max_new_tokens,
