@@ -42,9 +42,17 @@ def whisper(scored: models.Loaded, directory: Path, compute_type: str = "auto") 
             log.info("converting the scored model to CTranslate2 (%s) in %s", compute_type, converted)
             TransformersConverter(str(merged)).convert(str(converted), quantization=compute_type, force=True)
             shutil.rmtree(merged)
-    # As many threads as torch uses (the cores this process may use), not CTranslate2's default of 4.
+    # As many threads as torch uses (the cores this process may use), not CTranslate2's default of 4. On a CPU, in
+    # two workers that `speech` keeps busy in parallel: whisper-base, 40 clips on 2 cores, float32, took 18.5 s
+    # with two workers of one thread against 21.3 s with one worker of two, with the same transcripts.
+    threads = torch.get_num_threads()
+    workers = 2 if device == "cpu" and threads >= 2 else 1
     converted_model = ctranslate2.models.Whisper(
-        str(converted), device=device, compute_type=compute_type, intra_threads=torch.get_num_threads()
+        str(converted),
+        device=device,
+        compute_type=compute_type,
+        inter_threads=workers,
+        intra_threads=threads // workers,
     )
     return models.Loaded(
         speech.Ctranslate2Whisper(converted_model, scored.model.config),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from hw import ctranslate2, models, speech, speech_sources
 from hw.config import ModelConfig
@@ -272,8 +273,6 @@ def test_on_a_cpu_the_encoder_takes_clips_by_the_byte_budget_and_transcripts_equ
     """The encoder sees as many clips at a time as keep one layer's attention scores within the budget (here
     three clips' worth), the decoder the whole batch; the transcripts are those of a plain `generate` that
     encodes the whole batch at once."""
-    import torch
-
     loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
     processor, model = loaded.processor, loaded.model
     split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
@@ -310,14 +309,26 @@ def test_a_real_whisper_window_is_encoded_one_clip_at_a_time_on_a_cpu() -> None:
 
 
 @pytest.mark.slow
-def test_ctranslate2_transcripts_equal_transformers_ones(tmp_path: Path, whisper_dir: str) -> None:
+def test_ctranslate2_transcripts_equal_transformers_ones(
+    tmp_path: Path, whisper_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Same features, prefix, suppressed tokens and token limit: float32 CTranslate2, the CPU default, writes
-    transformers' transcripts exactly (also when the limit cuts them); int8 differs on a clip or two."""
+    transformers' transcripts exactly (also when the limit cuts them), its two workers encoding clip by clip and
+    decoding half a batch each, in parallel; int8 differs on a clip or two."""
     pytest.importorskip("ctranslate2")
+    monkeypatch.setattr(speech, "CPU_ENCODER_BYTES", 1)  # one clip at a time, as a real Whisper's window is
     loaded = models.whisper(models.Weights(ModelConfig(whisper_dir), whisper_dir), "fr")
     split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
     waveforms = [speech.load_clip(clip) for clip in split["audio"]]
-    exact = ctranslate2.whisper(loaded, tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(
+        2
+    )  # two workers, each encoding and decoding its share in parallel (the suite runs one)
+    try:
+        exact = ctranslate2.whisper(loaded, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert exact.model.whisper.num_workers == 2
     assert exact.weights.endswith("converted to CTranslate2 float32")
     for limit in (3, 32):
         decoding = speech.Decoding("fr", batch_size=16, max_new_tokens=limit)
