@@ -65,8 +65,8 @@ def transcribe(
 ) -> list[Label]:
     """Labels of one batch of log-mel windows: greedy first, then each temperature for the windows that need it.
 
-    The encoder runs once per window (as `speech.encoder_states` runs it); sampling draws from torch's global
-    generator, which the caller seeds.
+    Each window is encoded once (`speech.encoder_states`: a few windows at a time on a CPU); sampling draws from
+    torch's global generator, which the caller seeds.
     """
     parameter = next(model.parameters())
     inputs = torch.as_tensor(features).to(parameter.device, parameter.dtype)
