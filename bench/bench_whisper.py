@@ -245,8 +245,9 @@ def _read_course(course_set, processor) -> None:
 
 
 def _encode(model, arrays: np.ndarray, batch_size: int) -> None:
-    """The merged model's encoder alone over all clips, as `hw whisper` runs it (on a CPU, one clip at a time): a
-    cost every loop pays in full."""
+    """The merged model's encoder alone over all clips, as `hw whisper` runs it (`speech.encoder_states`: on a CPU,
+    as many clips at a time as `speech.CPU_ENCODER_BYTES` allows, 46 of the tiny model's): a cost every loop pays
+    in full."""
     with torch.inference_mode():
         for start in range(0, len(arrays), batch_size):
             speech.encoder_states(model, torch.as_tensor(arrays[start : start + batch_size]))

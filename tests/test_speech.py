@@ -321,9 +321,8 @@ def test_ctranslate2_transcripts_equal_transformers_ones(
     split = speech_sources.load_speech_splits(assets.materialize("tiny:commonvoice-fr"))["test"]
     waveforms = [speech.load_clip(clip) for clip in split["audio"]]
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        2
-    )  # two workers, each encoding and decoding its share in parallel (the suite runs one)
+    # Two threads make two workers, each encoding and decoding its share in parallel (the suite runs one thread).
+    torch.set_num_threads(2)
     try:
         exact = ctranslate2.whisper(loaded, tmp_path)
     finally:
