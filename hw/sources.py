@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hw import runs, tiny
+from hw import runs, tiny, weight_checks
 from hw.errors import HwError
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,12 @@ def resolve_model(name_or_path: str, revision: str = "main", key: str = "model.n
 
     offline_unless_reachable()
     try:
-        hf_hub_download(name, "config.json", revision=revision)
+        config = hf_hub_download(name, "config.json", revision=revision)
     except Exception as error:  # offline, gated, missing repo or revision: all end the same way for the user
         raise _unreachable("model", name, key, error) from None
+    problem = weight_checks.cache_problem(Path(config).parent, name, revision)  # what is cached already
+    if problem:
+        raise HwError(f"{key} {name!r}: {problem}")
     return name
 
 

@@ -97,6 +97,19 @@ def require_whole(folder: Path, named: str) -> None:
         )
 
 
+def cache_problem(snapshot: Path, name: str, revision: str) -> str | None:
+    """Why the Hub cache's copy of model `name` (its snapshot folder) cannot load: a safetensors file that is not
+    whole (a disk that filled, a copied cache); None when every one is."""
+    torn = torn_file(snapshot, (".safetensors",))
+    if torn is None:
+        return None
+    option = "" if revision == "main" else f" --revision {revision}"
+    return (
+        f"in the Hugging Face cache, but {torn[0]} is damaged ({torn[1]}); download it again: "
+        f"hf download {name}{option} --force-download"
+    )
+
+
 def safetensors_header(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
     """The tensor entries (dtype, shape, data_offsets) of a `.safetensors` file and the file size they imply, read
     from its header alone: the format opens with the header's length (u64, little-endian), then the header's JSON,

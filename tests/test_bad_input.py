@@ -50,6 +50,8 @@ class Case:
     """The mistake can only show once a model is loaded; every other case must fail before any weights load."""
     slow: bool = False
     """Builds tiny assets for minutes before the mistake shows: left to the full suite (`-m "not slow"`)."""
+    hub_cache: bool = False
+    """The case's `work/hub` is the Hugging Face cache (`HF_HUB_CACHE`)."""
 
 
 def _write(relative: str, content: str | bytes) -> Callable[[Path], None]:
@@ -84,6 +86,19 @@ _TENSOR_HEADER = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
 _TORN_MODEL = _both(
     _write("torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})),
     _write("torn/model.safetensors", len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8)),
+)
+
+_SNAPSHOT = "hub/models--owner--model/snapshots/0123abcd"
+# The same model in the Hugging Face cache, cut short there (a disk that filled, a copied cache).
+_TORN_CACHED_MODEL = _both(
+    _write("hub/models--owner--model/refs/main", "0123abcd"),
+    _write(
+        f"{_SNAPSHOT}/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
+    ),
+    _write(
+        f"{_SNAPSHOT}/model.safetensors",
+        len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
+    ),
 )
 
 
@@ -304,6 +319,16 @@ CASES = [
         r"--checkpoint '{work}/torn': {work}/torn/model\.safetensors is damaged \(78 bytes where its header "
         r"says 86\); copy or save the weights again, or give another copy",
         _TORN_MODEL,
+        logs=True,  # datasets may report reading the tiny reviews, read before the model
+    ),
+    Case(
+        "base-model-truncated-in-hub-cache",
+        ["yelp", "--tiny", "--set", "model.name_or_path=owner/model"],
+        r"model\.name_or_path 'owner/model': in the Hugging Face cache, but {work}/hub/models--owner--model/snapshots/"
+        r"0123abcd/model\.safetensors is damaged \(78 bytes where its header says 86\); download it again: hf "
+        r"download owner/model --force-download",
+        _TORN_CACHED_MODEL,
+        hub_cache=True,
         logs=True,  # datasets may report reading the tiny reviews, read before the model
     ),
     Case(
@@ -835,6 +860,10 @@ def test_bad_input(
     monkeypatch.chdir(home)
     if case.make:
         case.make(work)
+    if case.hub_cache:
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(work / "hub"))
     args = [arg.format(work=work, finished=finished) for arg in case.args]
     if case.whisper_model:
         model = str(request.getfixturevalue("untrained_whisper"))

@@ -203,6 +203,31 @@ def test_a_model_in_the_hub_cache_counts_only_with_its_weights(empty_caches: Pat
     assert (report["models"][0]["parameters"], report["models"][0]["stored_bytes"]) == (42, 2.0)
 
 
+def test_a_damaged_weight_file_in_the_hub_cache_fails_in_one_line(empty_caches: Path):
+    snapshot = empty_caches / "models--bert-base-cased" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (empty_caches / "models--bert-base-cased" / "refs").mkdir()
+    (empty_caches / "models--bert-base-cased" / "refs" / "main").write_text("0123abcd")
+    (snapshot / "config.json").write_text("{}")
+    weights = snapshot / "model.safetensors"
+    save_file({"weight": torch.zeros(6, 7)}, str(weights))
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:-20])  # a download cut short in the tensors' data
+    in_the_data = _doctor("yelp")
+    weights.write_bytes(whole[:20])  # cut short in the header
+    in_the_header = _doctor("yelp")
+
+    fail = (
+        f"✗ model bert-base-cased (model.name_or_path): in the Hugging Face cache, but {weights} is damaged"
+    )
+    again = "download it again: hf download bert-base-cased --force-download"
+    assert in_the_data.exit_code == in_the_header.exit_code == 1
+    assert (
+        f"{fail} ({len(whole) - 20} bytes where its header says {len(whole)}); {again}" in in_the_data.output
+    )
+    assert f"{fail} (20 bytes, shorter than its header); {again}" in in_the_header.output
+
+
 def test_json_is_one_object_of_machine_checks_models_and_verdict():
     result = _doctor("yelp", "--variant", "imdb-lora", "--tiny", "--json")
 

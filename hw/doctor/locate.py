@@ -94,6 +94,9 @@ def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
         return "ok", f"local directory {path}", _size_of_files(sorted(path.glob("*.safetensors")), "it")
     cached = _cached_weights(name, revision)
     if cached:
+        problem = weight_checks.cache_problem(cached[0].parent, name, revision)
+        if problem:
+            return "fail", problem, None
         return "ok", f"in the Hugging Face cache ({cached[0].parent})", _size_of_files(cached, "the cache")
     return _on_the_hub("model", name, revision)
 
