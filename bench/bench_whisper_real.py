@@ -13,9 +13,9 @@ decoding and log-mel features timed (each engine computes its own):
 - `hw ctranslate2`: `hw whisper --eval-only --set eval.backend=ctranslate2` (float32 on a CPU, the default);
 - `hw ctranslate2 int8`: the same with `--set eval.compute_type=int8`.
 The goals (issue 16) are against `faster-whisper int8` as the issue measured it, one worker as most users run it;
-the two-worker engine is a stricter comparison, printed beside it. All generate at most 128 tokens. Every `hw` engine decodes 8 clips at a time (`--batch-size`, as `--set
-eval.batch_size=8`; the packaged 32 is for GPUs) and encodes as `hw` does on a CPU (whisper-base: a clip at a
-time). On a CPU smaller batches finish sooner: CTranslate2 float32's decoder steps for the 40 clips took 3.6 s at
+the two-worker engine is a stricter comparison, printed beside it. All generate at most 128 tokens. Every `hw`
+engine decodes 8 clips at a time (`--batch-size`, as `--set eval.batch_size=8`; the packaged 32 is for GPUs) and
+encodes as `hw` does on a CPU (whisper-base: a clip at a time). On a CPU smaller batches finish sooner: CTranslate2 float32's decoder steps for the 40 clips took 3.6 s at
 8, 4.8 s at 16 and 6.2 to 7.1 s at 32. `hw` runs in process through `run_homework` with an empty features cache;
 its time is features (`speech.cached_features`) plus transcription (`whisper._transcribe`), and within the
 transcription its encoder calls are timed too (where `hw`'s time goes: features, encoder, the rest being decoder

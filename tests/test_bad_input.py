@@ -82,23 +82,26 @@ def _saved_config(folder: str, config: dict, weights: str = "model.safetensors")
 
 _NO_TENSORS = (2).to_bytes(8, "little") + b"{}"  # a whole safetensors file that holds no tensor
 _TENSOR_HEADER = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
-# A saved model cut short by a partial copy: 8 of the 16 bytes of its one tensor.
-_TORN_MODEL = _both(
-    _write("torn/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})),
-    _write("torn/model.safetensors", len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8)),
-)
 
-_SNAPSHOT = "hub/models--owner--model/snapshots/0123abcd"
+
+def _torn_model(folder: str) -> Callable[[Path], None]:
+    """A saved model cut short by a partial copy: 8 of the 16 bytes of its one tensor."""
+    return _both(
+        _write(
+            f"{folder}/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
+        ),
+        _write(
+            f"{folder}/model.safetensors",
+            len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
+        ),
+    )
+
+
+_TORN_MODEL = _torn_model("torn")
 # The same model in the Hugging Face cache, cut short there (a disk that filled, a copied cache).
 _TORN_CACHED_MODEL = _both(
     _write("hub/models--owner--model/refs/main", "0123abcd"),
-    _write(
-        f"{_SNAPSHOT}/config.json", json.dumps({"architectures": ["DistilBertForSequenceClassification"]})
-    ),
-    _write(
-        f"{_SNAPSHOT}/model.safetensors",
-        len(_TENSOR_HEADER).to_bytes(8, "little") + _TENSOR_HEADER + bytes(8),
-    ),
+    _torn_model("hub/models--owner--model/snapshots/0123abcd"),
 )
 
 
