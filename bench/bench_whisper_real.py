@@ -15,11 +15,11 @@ decoding and log-mel features timed (each engine computes its own):
 The goals (issue 16) are against `faster-whisper int8` as the issue measured it, one worker as most users run it;
 the two-worker engine is a stricter comparison, printed beside it. All generate at most 128 tokens. Every `hw`
 engine decodes 8 clips at a time (`--batch-size`, as `--set eval.batch_size=8`; the packaged 32 is for GPUs) and
-encodes as `hw` does on a CPU (whisper-base: a clip at a time). On a CPU smaller batches finish sooner: CTranslate2 float32's decoder steps for the 40 clips took 3.6 s at
-8, 4.8 s at 16 and 6.2 to 7.1 s at 32. `hw` runs in process through `run_homework` with an empty features cache;
-its time is features (`speech.cached_features`) plus transcription (`whisper._transcribe`), and within the
-transcription its encoder calls are timed too (where `hw`'s time goes: features, encoder, the rest being decoder
-steps).
+encodes as `hw` does on a CPU (whisper-base: a clip at a time). On a CPU smaller batches finish sooner:
+CTranslate2 float32's decoder steps for the 40 clips took 3.6 s at 8, 4.8 s at 16 and 6.2 to 7.1 s at 32. `hw`
+runs in process through `run_homework` with an empty features cache; its time is features
+(`speech.cached_features`) plus transcription (`whisper._transcribe`), and within the transcription its encoder
+calls are timed too (where `hw`'s time goes: features, encoder, the rest being decoder steps).
 The real model and clips come from `nox -s real` (or ../shared/tools/realwhisper); without them this prints why
 and exits 0. `--checkpoint RUN` scores a LoRA run of `hw whisper` on that base instead: `hw` with `--eval-only
 --checkpoint RUN`, the other engines on the adapter merged into the base (saved, and converted for faster-whisper
