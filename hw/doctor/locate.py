@@ -77,8 +77,9 @@ def _size_of_files(files: list[Path], where: str) -> Size | None:
     return parameters, sum(data for _, data in sizes) / parameters, f"safetensors header in {where}"
 
 
-def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
-    """Whether a model loads without a download: `tiny:NAME`, a local directory, the Hub cache, else the Hub."""
+def locate_model(name: str, revision: str, key: str) -> tuple[Status, str, Size | None]:
+    """Whether a model loads without a download: `tiny:NAME`, a local directory, the Hub cache, else the Hub (which
+    a failure there says how to download from, for `key`)."""
     if name.startswith(tiny.PREFIX):
         return "ok", "tiny asset, built offline on first use", None
     if sources.is_local(name):
@@ -98,7 +99,10 @@ def locate_model(name: str, revision: str) -> tuple[Status, str, Size | None]:
         if problem:
             return "fail", problem, None
         return "ok", f"in the Hugging Face cache ({cached[0].parent})", _size_of_files(cached, "the cache")
-    return _on_the_hub("model", name, revision)
+    status, where, size = _on_the_hub("model", name, revision)
+    if status == "fail":
+        where += "; use " + sources.HOW_TO_DOWNLOAD["model"].format(name=name, key=key)
+    return status, where, size
 
 
 def locate_checkpoint(name: str, key: str) -> tuple[Status, str]:

@@ -149,7 +149,7 @@ def _marker(hint: Any) -> DataSource | None:
 
 
 def _model_need(key: str, model: ModelConfig, settings: dict[str, Any]) -> ModelNeed:
-    availability, where, size = locate_model(model.name_or_path, model.revision)
+    availability, where, size = locate_model(model.name_or_path, model.revision, key)
     if size is None and model.name_or_path in KNOWN_MODELS:
         parameters, stored = KNOWN_MODELS[model.name_or_path]
         size = (parameters, stored, "hw's table of the course's models")
@@ -175,11 +175,9 @@ def _model_need(key: str, model: ModelConfig, settings: dict[str, Any]) -> Model
 
 
 def model_checks(need: ModelNeed) -> list[Check]:
-    """Whether the model loads here, with the runs' own download advice, and whether its size is known."""
-    text = f"model {need.name} ({need.key}): {need.where}"
-    if need.availability == "fail" and not sources.is_local(need.name):
-        text += "; use " + sources.HOW_TO_DOWNLOAD["model"].format(name=need.name, key=need.key)
-    checks = [Check(need.availability, "model", text)]
+    """Whether the model loads here (with the runs' own download advice where it is not), and whether its size is
+    known."""
+    checks = [Check(need.availability, "model", f"model {need.name} ({need.key}): {need.where}")]
     if need.parameters is None and not need.name.startswith(tiny.PREFIX):
         checks.append(
             Check("warn", "size", f"size of {need.name} unknown: its memory and disk are not estimated")
